@@ -35,6 +35,10 @@ const (
 	ReasonUnknownDomain  Reason = "unknown_domain"  // the resource's domain is not loaded
 	ReasonDomainMismatch Reason = "domain_mismatch" // token mode: the token is for another domain
 	ReasonInvalid        Reason = "invalid_request" // empty action or principal, or resource without "domain:"
+	// ReasonUnknownPrincipal: request mapping (Mapping.Map) could not turn the caller's
+	// identity (an Envoy source principal) into an Athenz principal, e.g. an Istio SPIFFE
+	// ID whose namespace no mapping names, or no mTLS identity at all.
+	ReasonUnknownPrincipal Reason = "unknown_principal"
 )
 
 // Decision is the answer to a Request.
