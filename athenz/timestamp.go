@@ -29,6 +29,11 @@ func ParseTimestamp(s string) (Timestamp, error) {
 	if !strings.HasSuffix(s, "Z") {
 		return Timestamp{}, fmt.Errorf("timestamp %q: must be UTC and end in Z", s)
 	}
+	// time.Parse also takes ',' as the decimal separator, which would slip any number of
+	// fractional digits past the check below; the RDL form only ever uses '.'.
+	if strings.IndexByte(s, ',') >= 0 {
+		return Timestamp{}, fmt.Errorf("timestamp %q: fractional seconds must follow '.', not ','", s)
+	}
 	if dot := strings.IndexByte(s, '.'); dot >= 0 {
 		if frac := len(s) - dot - 2; frac < 1 || frac > 3 {
 			return Timestamp{}, fmt.Errorf("timestamp %q: want 1 to 3 fractional digits, got %d", s, frac)
@@ -54,8 +59,12 @@ func (t Timestamp) MarshalJSON() ([]byte, error) {
 	return json.Marshal(t.String())
 }
 
-// UnmarshalJSON reads a JSON string in RDL form.
+// UnmarshalJSON reads a JSON string in RDL form. A JSON null leaves t unchanged, as the
+// encoding/json convention asks, so an optional timestamp sent as null reads as absent.
 func (t *Timestamp) UnmarshalJSON(b []byte) error {
+	if string(b) == "null" {
+		return nil
+	}
 	var s string
 	if err := json.Unmarshal(b, &s); err != nil {
 		return fmt.Errorf("timestamp: want a string, got %s", b)
