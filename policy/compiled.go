@@ -36,6 +36,11 @@ type CompiledDomain struct {
 	Actions map[string]*ActionIndex `json:"actions,omitempty"`
 	// GlobActions are the assertions whose action contains * or ?, sorted by ID.
 	GlobActions []*CompiledAssertion `json:"glob_actions,omitempty"`
+
+	// encoded caches the JSON encoding made by Compile, which hashes it for the revision,
+	// so that writing the bundle does not encode a large domain a second time. A
+	// CompiledDomain is immutable once compiled, so the cache cannot go stale.
+	encoded []byte
 }
 
 // PrefixMember is a wildcard role member.
