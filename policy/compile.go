@@ -264,15 +264,15 @@ func (c *compiler) trusted(domain, role, trustDomain string) []member {
 	return ms
 }
 
-// activePolicies returns a domain's policies that count: a policy without versions, or
-// the active version of a versioned one.
+// activePolicies returns a domain's policies that count: those not marked inactive (the
+// loader has already dropped inactive versions; domains built in code get the same rule).
 func activePolicies(d *Domain) []*Policy {
 	if d.Policies == nil || d.Policies.Contents == nil {
 		return nil
 	}
 	var out []*Policy
 	for _, p := range d.Policies.Contents.Policies {
-		if p.Version == "" || p.Active == nil || *p.Active {
+		if p.Active == nil || *p.Active {
 			out = append(out, p)
 		}
 	}

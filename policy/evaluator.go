@@ -226,7 +226,9 @@ func (e *Evaluator) decide(r *Request, d *Decision, matches *[]*CompiledAssertio
 	resource := strings.ToLower(r.Resource)
 	domain, _, ok := strings.Cut(resource, ":")
 	c := caller{principal: strings.ToLower(r.Principal), token: r.TokenDomain != ""}
-	d.Domain = domain
+	if ok {
+		d.Domain = domain
+	}
 	if action == "" || !ok || domain == "" || (!c.token && c.principal == "") {
 		d.Reason = ReasonInvalid
 		return

@@ -1,10 +1,218 @@
 package policy
 
+import (
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+)
+
+// Context extension keys that a route (Envoy's per-route ext_authz context_extensions, or
+// an Istio AuthorizationPolicy's provider settings) sets to override the mapping.
+const (
+	// ContextDomain names the Athenz domain of the route's resources.
+	ContextDomain = "athenz.domain"
+	// ContextAction replaces the action (by default the lower-cased HTTP method).
+	ContextAction = "athenz.action"
+	// ContextResource replaces the entity part of the resource (by default the request
+	// path without its query string). The resource is always "<domain>:<entity>".
+	ContextResource = "athenz.resource"
+)
+
 // Mapping says how an Envoy CheckRequest becomes (principal, domain, action, resource).
-// It travels in the bundle so that opa-envoy-plugin and the native authz server map
-// requests the same way. The zero Mapping is the default mapping.
+// It travels in the bundle (data.athenz.mapping) so that opa-envoy-plugin, through the
+// bundle's envoy.authz Rego, and the native authz server map requests the same way; a test
+// runs the cases in testdata/mapping through both. The zero Mapping, and a nil *Mapping,
+// is the default mapping: SPIFFE IDs in the two Athenz forms, the domain from the route's
+// context extensions, action from the method, resource from the path.
+//
+// Table keys are matched exactly; Validate checks that they have the form lookups use.
 type Mapping struct {
-	// DefaultDomain is the domain used when neither a rule nor the route's
-	// context_extensions name one. Empty: such requests are invalid.
+	// DefaultDomain is the domain used when neither the route's context extensions nor
+	// Hosts name one. Empty: such requests are invalid.
 	DefaultDomain string `json:"default_domain,omitempty"`
+	// Hosts maps a lower-case request host (the :authority, with or without its port) to a
+	// domain, for gateways that serve several domains. The host is looked up first as
+	// sent, then without a trailing ":<port>". Nil: no host rules.
+	Hosts map[string]string `json:"hosts,omitempty"`
+	// Principals maps a source principal (the peer's SPIFFE ID, exactly as Envoy reports
+	// it) to an Athenz principal, ahead of the naming rules. Nil: only the naming rules.
+	Principals map[string]string `json:"principals,omitempty"`
+	// Namespaces maps a Kubernetes namespace to an Athenz domain, so that an Istio identity
+	// spiffe://<trust domain>/ns/<namespace>/sa/<sa> whose service account has no dot
+	// becomes the principal "<domain>.<sa>". Nil: such identities are unknown.
+	Namespaces map[string]string `json:"namespaces,omitempty"`
+}
+
+// EnvoyRequest is the part of an Envoy CheckRequest that request mapping reads.
+type EnvoyRequest struct {
+	// Method is the HTTP method (attributes.request.http.method).
+	Method string
+	// Path is the HTTP path with its query string (attributes.request.http.path).
+	Path string
+	// Host is the HTTP :authority (attributes.request.http.host).
+	Host string
+	// SourcePrincipal is the peer's mTLS identity (attributes.source.principal): the URI
+	// SAN of its certificate. Empty when the peer presented no certificate.
+	SourcePrincipal string
+	// ContextExtensions are the route's context_extensions; see ContextDomain and friends.
+	ContextExtensions map[string]string
+}
+
+// MappedRequest is an Envoy request in Athenz terms.
+type MappedRequest struct {
+	Principal string `json:"principal"`
+	Domain    string `json:"domain"`
+	Action    string `json:"action"`
+	Resource  string `json:"resource"`
+}
+
+// Request returns the authorization question for the mapped request, asked at time at
+// (zero: now).
+func (m MappedRequest) Request(at time.Time) Request {
+	return Request{Principal: m.Principal, Action: m.Action, Resource: m.Resource, Time: at}
+}
+
+// Map turns an Envoy request into an Athenz request. The returned Reason is empty when the
+// request maps; otherwise it is ReasonUnknownPrincipal (no Athenz principal for the source
+// principal, checked first) or ReasonInvalid (no domain), and the request must be denied
+// with it. Mapping never lower-cases or validates beyond that: the decision does.
+//
+// The rules, identical in the bundle's envoy.authz Rego:
+//   - principal: Principals[source]; else spiffe://<domain>/sa/<service> gives
+//     "<domain>.<service>"; else spiffe://<td>/ns/<ns>/sa/<sa> gives <sa> when it
+//     contains a dot (the Athenz "domain.service" form) and "<Namespaces[ns]>.<sa>"
+//     otherwise; anything else is unknown.
+//   - domain: context extension athenz.domain; else Hosts[lower(host)]; else Hosts of the
+//     host without ":<port>"; else DefaultDomain.
+//   - action: context extension athenz.action; else the lower-cased method.
+//   - resource: "<domain>:" + (context extension athenz.resource, else the path up to
+//     its first "?").
+//
+// Empty strings in context extensions and tables count as absent. m may be nil.
+func (m *Mapping) Map(r EnvoyRequest) (MappedRequest, Reason) {
+	if m == nil {
+		m = &Mapping{}
+	}
+	principal, ok := m.Principal(r.SourcePrincipal)
+	if !ok {
+		return MappedRequest{}, ReasonUnknownPrincipal
+	}
+	domain := m.domain(r)
+	if domain == "" {
+		return MappedRequest{}, ReasonInvalid
+	}
+	action := r.ContextExtensions[ContextAction]
+	if action == "" {
+		action = strings.ToLower(r.Method)
+	}
+	entity := r.ContextExtensions[ContextResource]
+	if entity == "" {
+		entity, _, _ = strings.Cut(r.Path, "?")
+	}
+	return MappedRequest{Principal: principal, Domain: domain, Action: action, Resource: domain + ":" + entity}, ""
+}
+
+// Principal maps a source principal to an Athenz principal, as Map does. m may be nil.
+func (m *Mapping) Principal(source string) (string, bool) {
+	if m != nil {
+		if p := m.Principals[source]; p != "" {
+			return p, true
+		}
+	}
+	rest, ok := strings.CutPrefix(source, "spiffe://")
+	if !ok {
+		return "", false
+	}
+	parts := strings.Split(rest, "/")
+	switch {
+	case len(parts) == 3 && parts[0] != "" && parts[1] == "sa" && parts[2] != "":
+		return parts[0] + "." + parts[2], true
+	case len(parts) == 5 && parts[0] != "" && parts[1] == "ns" && parts[2] != "" && parts[3] == "sa" && parts[4] != "":
+		if strings.Contains(parts[4], ".") {
+			return parts[4], true
+		}
+		if m != nil {
+			if d := m.Namespaces[parts[2]]; d != "" {
+				return d + "." + parts[4], true
+			}
+		}
+	}
+	return "", false
+}
+
+// domain resolves the request's domain, "" when nothing names one.
+func (m *Mapping) domain(r EnvoyRequest) string {
+	if d := r.ContextExtensions[ContextDomain]; d != "" {
+		return d
+	}
+	host := strings.ToLower(r.Host)
+	if d := m.Hosts[host]; d != "" {
+		return d
+	}
+	if d := m.Hosts[stripPort(host)]; d != "" {
+		return d
+	}
+	return m.DefaultDomain
+}
+
+// stripPort removes a trailing ":<digits>" from host (the Rego uses the same rule as the
+// regular expression `:[0-9]+$`).
+func stripPort(host string) string {
+	i := strings.LastIndexByte(host, ':')
+	if i < 0 || i == len(host)-1 {
+		return host
+	}
+	for _, c := range host[i+1:] {
+		if c < '0' || c > '9' {
+			return host
+		}
+	}
+	return host[:i]
+}
+
+// Validate reports every entry that lookups could never reach: Hosts keys that are not
+// lower-case or carry a path, and empty keys or values. m may be nil.
+func (m *Mapping) Validate() error {
+	if m == nil {
+		return nil
+	}
+	var problems []string
+	check := func(table string, t map[string]string, keyOK func(string) string) {
+		keys := make([]string, 0, len(t))
+		for k := range t {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			if t[k] == "" {
+				problems = append(problems, fmt.Sprintf("%s[%q]: empty value", table, k))
+			}
+			if k == "" {
+				problems = append(problems, fmt.Sprintf("%s: empty key", table))
+			} else if p := keyOK(k); p != "" {
+				problems = append(problems, fmt.Sprintf("%s[%q]: %s", table, k, p))
+			}
+		}
+	}
+	check("hosts", m.Hosts, func(k string) string {
+		switch {
+		case strings.ToLower(k) != k:
+			return "host must be lower-case"
+		case strings.ContainsAny(k, "/?# "):
+			return "want a host name with an optional :port, not a URL"
+		}
+		return ""
+	})
+	check("principals", m.Principals, func(string) string { return "" })
+	check("namespaces", m.Namespaces, func(k string) string {
+		if strings.Contains(k, "/") {
+			return "namespace must not contain \"/\""
+		}
+		return ""
+	})
+	if len(problems) > 0 {
+		return fmt.Errorf("mapping: %s", strings.Join(problems, "; "))
+	}
+	return nil
 }

@@ -33,6 +33,11 @@ type Domain struct {
 
 	// Source is where the domain was loaded from (a file path), for messages. Not serialised.
 	Source string `json:"-"`
+	// PolicyOnly is true for a domain loaded from ZTS signed policy data (a .pol file): it
+	// has policies but no roles, groups or services, so membership cannot be resolved
+	// from it (only token roles apply), and assertion roles are not checked against the
+	// domain's roles. Not serialised.
+	PolicyOnly bool `json:"-"`
 }
 
 // Role is a ZMS role: its full name is "<domain>:role.<name>". A role either has members

@@ -1,0 +1,172 @@
+# Envoy ext_authz decisions for opa-envoy-plugin, with the request mapping of the native
+# authz server (policy.Mapping.Map) and the decision of data.athenz.authz.
+#
+# Entry points:
+#   data.envoy.authz.allow     boolean (opa-envoy-plugin's default decision path)
+#   data.envoy.authz.result    {"allowed", "http_status", "headers",
+#                               "response_headers_to_add", "body", "decision"}
+#   data.envoy.authz.mapped    the Athenz request the Envoy request maps to
+#                              {"principal", "domain", "action", "resource"}, when it maps
+#   data.envoy.authz.decision  as data.athenz.authz.decision, or {"allow": false, "reason"}
+#                              when the request does not map
+#
+# Input: the Envoy CheckRequest as opa-envoy-plugin presents it (protobuf JSON names:
+# attributes.source.principal, attributes.request.http.{method,path,host},
+# attributes.contextExtensions), plus parsed_path and friends, which are not used.
+# The mapping configuration is data.athenz.mapping (policy.Mapping).
+package envoy.authz
+
+default allow := false
+
+allow if decision.allow
+
+result := {
+	"allowed": allow,
+	"http_status": status,
+	"headers": headers,
+	"response_headers_to_add": {},
+	"body": body,
+	"decision": decision,
+}
+
+status := 200 if allow else := 403
+
+headers := {} if allow else := {
+	"content-type": "application/json",
+	"x-athenz-reason": decision.reason,
+}
+
+body := "" if allow else := json.marshal({"allowed": false, "reason": decision.reason})
+
+decision := {"allow": false, "reason": e} if {
+	e := mapping_error
+} else := d if {
+	req := {"principal": mapped.principal, "action": mapped.action, "resource": mapped.resource}
+	d := data.athenz.authz.decision with input as req
+}
+
+mapping_error := "unknown_principal" if {
+	not principal
+} else := "invalid_request" if {
+	not domain
+}
+
+mapped := {
+	"principal": principal,
+	"domain": domain,
+	"action": action,
+	"resource": resource,
+}
+
+# --- configuration and request fields -------------------------------------------------
+
+config := m if {
+	m := data.athenz.mapping
+	is_object(m)
+} else := {}
+
+http_field(name) := v if {
+	v := input.attributes.request.http[name]
+	is_string(v)
+} else := ""
+
+source := s if {
+	s := input.attributes.source.principal
+	is_string(s)
+} else := ""
+
+extensions := e if {
+	e := input.attributes.contextExtensions
+	is_object(e)
+} else := e if {
+	e := input.attributes.context_extensions
+	is_object(e)
+} else := {}
+
+# extension(key) is a non-empty context extension.
+extension(key) := v if {
+	v := extensions[key]
+	is_string(v)
+	v != ""
+}
+
+# configured(table, key) is a non-empty string entry of a mapping table.
+configured(table, key) := v if {
+	v := config[table][key]
+	is_string(v)
+	v != ""
+}
+
+# --- principal -------------------------------------------------------------------------
+
+principal := p if {
+	p := configured("principals", source)
+} else := p if {
+	p := spiffe_principal
+}
+
+spiffe_parts := split(substring(source, 9, -1), "/") if startswith(source, "spiffe://")
+
+# spiffe://<domain>/sa/<service>
+spiffe_principal := concat(".", [parts[0], parts[2]]) if {
+	parts := spiffe_parts
+	count(parts) == 3
+	parts[0] != ""
+	parts[1] == "sa"
+	parts[2] != ""
+}
+
+# spiffe://<trust domain>/ns/<namespace>/sa/<domain.service>
+spiffe_principal := parts[4] if {
+	parts := spiffe_parts
+	istio_form(parts)
+	contains(parts[4], ".")
+}
+
+# spiffe://<trust domain>/ns/<namespace>/sa/<service>, namespace mapped to a domain
+spiffe_principal := concat(".", [d, parts[4]]) if {
+	parts := spiffe_parts
+	istio_form(parts)
+	not contains(parts[4], ".")
+	d := configured("namespaces", parts[2])
+}
+
+istio_form(parts) if {
+	count(parts) == 5
+	parts[0] != ""
+	parts[1] == "ns"
+	parts[2] != ""
+	parts[3] == "sa"
+	parts[4] != ""
+}
+
+# --- domain, action, resource ---------------------------------------------------------
+
+host := lower(http_field("host"))
+
+domain := d if {
+	d := extension("athenz.domain")
+} else := d if {
+	d := configured("hosts", host)
+} else := d if {
+	d := configured("hosts", regex.replace(host, `:[0-9]+$`, ""))
+} else := d if {
+	d := config.default_domain
+	is_string(d)
+	d != ""
+}
+
+action := a if {
+	a := extension("athenz.action")
+} else := lower(http_field("method"))
+
+resource := concat(":", [domain, entity])
+
+entity := e if {
+	e := extension("athenz.resource")
+} else := p if {
+	path := http_field("path")
+	i := indexof(path, "?")
+	i >= 0
+	p := substring(path, 0, i)
+} else := http_field("path")
