@@ -94,3 +94,19 @@ func BenchmarkRegoDecision(b *testing.B) {
 		i++
 	}
 }
+
+// BenchmarkNativeDecision is BenchmarkRegoDecision's world and requests through the native
+// evaluator, so one run gives the ratio between the two.
+func BenchmarkNativeDecision(b *testing.B) {
+	ev, err := policy.NewEvaluator(benchWorld(b))
+	if err != nil {
+		b.Fatal(err)
+	}
+	reqs := policytest.New(8, policytest.Shape{Domains: 50, RolesPerDomain: 40, Principals: 2000}).Requests(1000)
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		ev.Decide(reqs[i%len(reqs)])
+		i++
+	}
+}
