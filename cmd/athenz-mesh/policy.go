@@ -2,6 +2,8 @@ package main
 
 import (
 	"fmt"
+	"os"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -33,14 +35,56 @@ See docs/policy.md for the domain file format, the bundle layout and the case fo
 			return cmd.Help()
 		},
 	}
-	cmd.AddCommand(newPolicyCompileCmd(), newPolicyVerifyCmd(), newPolicyCheckCmd(), newPolicyTestCmd())
+	src := &domainSource{}
+	cmd.PersistentFlags().StringArrayVar(&src.ztsKeys, "zts-key", nil,
+		"ZTS public key `ID=FILE.pem` that signs .pol files (ZTS signed policy data); repeat for\n"+
+			"several keys. With at least one, every .pol file's signature must verify with the key\n"+
+			"its keyId names; without any, .pol files load unverified")
+	cmd.AddCommand(newPolicyCompileCmd(src), newPolicyVerifyCmd(), newPolicyCheckCmd(src), newPolicyTestCmd(src))
 	return cmd
+}
+
+// domainSource is how the policy commands load domain files: with the ZTS keys of the
+// persistent --zts-key flags.
+type domainSource struct {
+	ztsKeys []string
+}
+
+// options turns the --zts-key flags into load options.
+func (s *domainSource) options() (policy.LoadOptions, error) {
+	if len(s.ztsKeys) == 0 {
+		return policy.LoadOptions{}, nil
+	}
+	keys := policy.KeyMap{}
+	for _, kv := range s.ztsKeys {
+		id, file, ok := strings.Cut(kv, "=")
+		if !ok || id == "" || file == "" {
+			return policy.LoadOptions{}, usageErrorf("--zts-key %q: want ID=FILE.pem, e.g. --zts-key 0=zts.pub.pem", kv)
+		}
+		if _, dup := keys[id]; dup {
+			return policy.LoadOptions{}, usageErrorf("--zts-key: key id %q given twice", id)
+		}
+		pemBytes, err := os.ReadFile(file)
+		if err != nil {
+			return policy.LoadOptions{}, fmt.Errorf("read ZTS key %s: %w", id, err)
+		}
+		pub, err := policy.ParseVerificationKey(pemBytes)
+		if err != nil {
+			return policy.LoadOptions{}, fmt.Errorf("ZTS key %s (%s): %w", id, file, err)
+		}
+		keys[id] = pub
+	}
+	return policy.LoadOptions{ZTSKeys: keys}, nil
 }
 
 // loadCompiled loads the domain files in dir and compiles them. Errors are load problems
 // (a *policy.LoadError, printed one per line) or compile errors.
-func loadCompiled(dir string, opts policy.CompileOptions) (*policy.Compiled, error) {
-	domains, err := policy.LoadDir(dir)
+func (s *domainSource) loadCompiled(dir string, opts policy.CompileOptions) (*policy.Compiled, error) {
+	lo, err := s.options()
+	if err != nil {
+		return nil, err
+	}
+	domains, err := policy.LoadDirWith(dir, lo)
 	if err != nil {
 		return nil, fmt.Errorf("load domains from %s: %w", dir, err)
 	}
@@ -52,8 +96,8 @@ func loadCompiled(dir string, opts policy.CompileOptions) (*policy.Compiled, err
 }
 
 // loadEvaluator loads, compiles and indexes the domain files in dir.
-func loadEvaluator(dir string) (*policy.Evaluator, error) {
-	compiled, err := loadCompiled(dir, policy.CompileOptions{})
+func (s *domainSource) loadEvaluator(dir string) (*policy.Evaluator, error) {
+	compiled, err := s.loadCompiled(dir, policy.CompileOptions{})
 	if err != nil {
 		return nil, err
 	}

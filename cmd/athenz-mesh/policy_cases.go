@@ -18,7 +18,7 @@ type testFlags struct {
 	verbose bool
 }
 
-func newPolicyTestCmd() *cobra.Command {
+func newPolicyTestCmd(src *domainSource) *cobra.Command {
 	var f testFlags
 	cmd := &cobra.Command{
 		Use:   "test [--verbose] [--domains DIR] [flags] DIR_OR_FILE...",
@@ -63,7 +63,7 @@ invalid case files, domain load problems).`,
 			return nil
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return runTest(cmd.OutOrStdout(), cmd.ErrOrStderr(), f, args)
+			return runTest(cmd.OutOrStdout(), cmd.ErrOrStderr(), src, f, args)
 		},
 	}
 	fl := cmd.Flags()
@@ -74,6 +74,7 @@ invalid case files, domain load problems).`,
 
 // caseRunner runs case files, loading each domain directory once.
 type caseRunner struct {
+	src            *domainSource
 	stdout, stderr io.Writer
 	flags          testFlags
 	evaluators     map[string]*policy.Evaluator
@@ -82,8 +83,9 @@ type caseRunner struct {
 	errors         int
 }
 
-func runTest(stdout, stderr io.Writer, f testFlags, args []string) error {
+func runTest(stdout, stderr io.Writer, src *domainSource, f testFlags, args []string) error {
 	r := &caseRunner{
+		src:    src,
 		stdout: stdout, stderr: stderr, flags: f,
 		evaluators: map[string]*policy.Evaluator{},
 		loadErrs:   map[string]error{},
@@ -163,7 +165,7 @@ func (r *caseRunner) evaluator(dir string) (*policy.Evaluator, error) {
 	if ev, ok := r.evaluators[key]; ok {
 		return ev, nil
 	}
-	ev, err := loadEvaluator(dir)
+	ev, err := r.src.loadEvaluator(dir)
 	if err != nil {
 		// Report each domain directory's problems once, not once per case file.
 		r.loadErrs[key] = errors.New("domains " + dir + " did not load (problems above)")

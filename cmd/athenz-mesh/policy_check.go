@@ -25,7 +25,7 @@ type checkFlags struct {
 	json        bool
 }
 
-func newPolicyCheckCmd() *cobra.Command {
+func newPolicyCheckCmd(src *domainSource) *cobra.Command {
 	var f checkFlags
 	cmd := &cobra.Command{
 		Use:   "check --domains DIR --principal P --action A --resource R [flags]",
@@ -49,7 +49,7 @@ Exit status: 0 when allowed, 1 when denied, 2 on any error (bad flags, load prob
       --action write --resource sports:scores.final --json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return runCheck(cmd.OutOrStdout(), f)
+			return runCheck(cmd.OutOrStdout(), src, f)
 		},
 	}
 	fl := cmd.Flags()
@@ -97,12 +97,12 @@ func (f *checkFlags) request() (policy.Request, error) {
 	return r, nil
 }
 
-func runCheck(stdout io.Writer, f checkFlags) error {
+func runCheck(stdout io.Writer, src *domainSource, f checkFlags) error {
 	req, err := f.request()
 	if err != nil {
 		return err
 	}
-	ev, err := loadEvaluator(f.domains)
+	ev, err := src.loadEvaluator(f.domains)
 	if err != nil {
 		return failed(err)
 	}

@@ -20,7 +20,7 @@ type compileFlags struct {
 	revision   string
 }
 
-func newPolicyCompileCmd() *cobra.Command {
+func newPolicyCompileCmd(src *domainSource) *cobra.Command {
 	var f compileFlags
 	cmd := &cobra.Command{
 		Use:   "compile --out BUNDLE.tar.gz [--signing-key KEY.pem [--key-id ID]] [--revision R] [flags] DIR",
@@ -40,7 +40,7 @@ per line as file:line:col: message, an unreadable key, or a write error).`,
   athenz-mesh policy compile --out bundle.tar.gz --signing-key bundle-key.pem --key-id v1 domains/`,
 		Args: oneArg("DIR"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return runCompile(cmd.ErrOrStderr(), f, args[0])
+			return runCompile(cmd.ErrOrStderr(), src, f, args[0])
 		},
 	}
 	fl := cmd.Flags()
@@ -51,7 +51,7 @@ per line as file:line:col: message, an unreadable key, or a write error).`,
 	return cmd
 }
 
-func runCompile(stderr io.Writer, f compileFlags, dir string) error {
+func runCompile(stderr io.Writer, src *domainSource, f compileFlags, dir string) error {
 	if f.out == "" {
 		return usageErrorf("--out is required: the path of the bundle to write")
 	}
@@ -68,7 +68,7 @@ func runCompile(stderr io.Writer, f compileFlags, dir string) error {
 			return failed(fmt.Errorf("%s: %w", f.signingKey, err))
 		}
 	}
-	compiled, err := loadCompiled(dir, policy.CompileOptions{Revision: f.revision})
+	compiled, err := src.loadCompiled(dir, policy.CompileOptions{Revision: f.revision})
 	if err != nil {
 		return failed(err)
 	}
