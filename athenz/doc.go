@@ -8,6 +8,6 @@
 // Everything here follows Athenz v1.12.13 byte for byte where bytes are signed or compared
 // (see athenz-compat.md beside the design notes), and is stricter than Athenz only where
 // Athenz's own behaviour is accidental (for example the Go RDL validator's unanchored
-// alternations). The package depends on the standard library only, holds no global mutable
+// alternations). Beyond the standard library it uses only go-spiffe (SPIFFE ID syntax), holds no global mutable
 // state, and every function is safe for concurrent use.
 package athenz
