@@ -1,6 +1,6 @@
-// Command athenz-mesh is the one athenz-mesh binary. Today it compiles, verifies, checks and
-// tests Athenz policy (`athenz-mesh policy ...`) and reports its version; the issuer,
-// agent, authz and dev subcommands are being built (see README.md).
+// Command athenz-mesh is the one athenz-mesh binary: the ext_authz server (`authz`), the
+// issuer's CA tooling (`issuer ca`), and the policy compiler and checker (`policy`); the
+// issuer server, the agent and the all-in-one dev mode are being built (see README.md).
 //
 // Exit status: 0 on success, 1 when the answer is "no" (a denied check, a failed test case,
 // a bundle that fails verification), 2 when the command could not run (bad flags or input).
@@ -73,8 +73,9 @@ func newRootCmd() *cobra.Command {
 		Long: `athenz-mesh brings Athenz service identity and role-based authorization to Envoy and Istio.
 One binary: Athenz-compatible issuer, node agent (SDS), ext_authz server and policy compiler.
 
-Available today: policy (compile, verify, check, test) and version. The issuer, agent,
-authz and dev subcommands are being built.` + exitStatusHelp,
+Available today: authz (the Envoy ext_authz server), issuer ca (init, rotate, show), policy
+(compile, verify, check, test) and version. The issuer server, the agent and the dev mode
+are being built.` + exitStatusHelp,
 		SilenceErrors: true,
 		SilenceUsage:  true,
 	}
@@ -82,7 +83,7 @@ authz and dev subcommands are being built.` + exitStatusHelp,
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error {
 		return &statusError{code: exitError, err: err, usage: true}
 	})
-	root.AddCommand(newVersionCmd(), newPolicyCmd())
+	root.AddCommand(newVersionCmd(), newPolicyCmd(), newAuthzCmd(), newIssuerCmd())
 	return root
 }
 
