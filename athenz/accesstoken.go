@@ -97,7 +97,7 @@ func SignAccessToken(claims *AccessTokenClaims, signer crypto.Signer, kid string
 	if err != nil {
 		return "", fmt.Errorf("sign access token: %w", err)
 	}
-	tok, err := signCompactJWS(signer, kid, AccessTokenType, payload)
+	tok, err := SignJWS(signer, JWSHeader{Kid: kid, Typ: AccessTokenType}, payload)
 	if err != nil {
 		return "", fmt.Errorf("sign access token: %w", err)
 	}
@@ -156,30 +156,27 @@ type KeySet interface {
 // certificate binding [ErrCertificateBinding]. The signature is checked before the
 // claims are decoded. Safe for concurrent use if keys is.
 func VerifyAccessToken(token string, keys KeySet, opts AccessTokenOptions) (*AccessTokenClaims, error) {
-	if len(token) > MaxAccessTokenLength {
-		return nil, fmt.Errorf("access token: %w: %d bytes, limit %d", ErrTokenMalformed, len(token), MaxAccessTokenLength)
-	}
-	jws, err := parseCompactJWS(token)
+	jws, err := ParseJWS(token, MaxAccessTokenLength, JWSAlgorithms()...) // any key type ZTS signs with
 	if err != nil {
 		return nil, fmt.Errorf("access token: %w", err)
 	}
-	if !acceptedType(jws.header.Typ, opts.AllowLegacyType) {
-		return nil, fmt.Errorf("access token: %w: typ %.40q, want %q", ErrWrongTokenType, jws.header.Typ, AccessTokenType)
+	if !acceptedType(jws.Header.Typ, opts.AllowLegacyType) {
+		return nil, fmt.Errorf("access token: %w: typ %.40q, want %q", ErrWrongTokenType, jws.Header.Typ, AccessTokenType)
 	}
-	if jws.header.Kid == "" {
+	if jws.Header.Kid == "" {
 		return nil, fmt.Errorf("access token: %w: no kid in the header", ErrUnknownKey)
 	}
 	if keys == nil {
 		return nil, fmt.Errorf("access token: %w: no key set", ErrUnknownKey)
 	}
-	pub, ok := keys.Key(jws.header.Kid)
+	pub, ok := keys.Key(jws.Header.Kid)
 	if !ok || pub == nil {
-		return nil, fmt.Errorf("access token: %w: kid %.64q", ErrUnknownKey, jws.header.Kid)
+		return nil, fmt.Errorf("access token: %w: kid %.64q", ErrUnknownKey, jws.Header.Kid)
 	}
-	if err := jws.verify(pub); err != nil {
-		return nil, fmt.Errorf("access token (kid %q): %w", jws.header.Kid, err)
+	if err := jws.Verify(pub); err != nil {
+		return nil, fmt.Errorf("access token (kid %q): %w", jws.Header.Kid, err)
 	}
-	c, err := decodeAccessTokenClaims(jws.payload)
+	c, err := decodeAccessTokenClaims(jws.Payload)
 	if err != nil {
 		return nil, fmt.Errorf("access token: %w: %w", ErrTokenMalformed, err)
 	}
@@ -203,9 +200,9 @@ func acceptedType(typ string, legacy bool) bool {
 }
 
 // decodeAccessTokenClaims reads the payload member by member, by exact name (see
-// decodeJSONObject). Unknown claims are ignored, as JWT requires.
+// DecodeJSONObject). Unknown claims are ignored, as JWT requires.
 func decodeAccessTokenClaims(payload []byte) (*AccessTokenClaims, error) {
-	members, err := decodeJSONObject(payload)
+	members, err := DecodeJSONObject(payload)
 	if err != nil {
 		return nil, fmt.Errorf("claims: %w", err)
 	}
@@ -268,7 +265,7 @@ func decodeConfirmation(raw json.RawMessage) (*Confirmation, error) {
 	if string(raw) == "null" {
 		return nil, nil
 	}
-	members, err := decodeJSONObject(raw)
+	members, err := DecodeJSONObject(raw)
 	if err != nil {
 		return nil, fmt.Errorf("claim \"cnf\": %v", err)
 	}

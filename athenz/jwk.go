@@ -206,7 +206,7 @@ func ParseJWKS(b []byte) (StaticKeySet, error) {
 	if len(b) > MaxJWKSLength {
 		return nil, fmt.Errorf("jwks: %d bytes, limit %d", len(b), MaxJWKSLength)
 	}
-	members, err := decodeJSONObject(b)
+	members, err := DecodeJSONObject(b)
 	if err != nil {
 		return nil, fmt.Errorf("jwks: %v", err)
 	}
@@ -248,7 +248,7 @@ func ParseJWKS(b []byte) (StaticKeySet, error) {
 // decodeJWK reads one key by exact member names; members other than the JWK fields
 // (x5c, key_ops, ...) are ignored.
 func decodeJWK(raw json.RawMessage) (JWK, error) {
-	members, err := decodeJSONObject(raw)
+	members, err := DecodeJSONObject(raw)
 	if err != nil {
 		return JWK{}, err
 	}

@@ -14,19 +14,23 @@ import (
 	"fmt"
 	"io"
 	"math/big"
+	"slices"
 	"strings"
 )
 
 // A hand-written compact JWS (RFC 7515) signer and verifier, small enough to read in one
-// sitting: Athenz access tokens need one serialization, four algorithms and no
-// extensions, and owning the parser means every refusal below is visible here.
+// sitting, and the one every JWS in the module goes through: access tokens here, the
+// attestors' register and service-account tokens, and OPA bundle signatures. They need one
+// serialization, four algorithms and no extensions, and owning the parser means every
+// refusal below is visible here.
 
 // JWSAlgorithms returns the allow-list of JWS algorithms this package signs and
 // verifies, each tied to one key type: RS256 to RSA keys (MinRSABits to MaxRSABits),
 // ES256 to P-256, ES384 to P-384 and ES512 to P-521 ECDSA keys, with raw R||S
 // signatures. Anything else, "none", the HMAC family (which would let a public key be
 // used as a shared secret) and RSA-PSS included, is refused before a key is looked up.
-// The list is fixed; lookupJWSAlg is its single source of truth.
+// The list is fixed; lookupJWSAlg is its single source of truth. A caller of ParseJWS may
+// narrow it, never widen it.
 func JWSAlgorithms() []string { return []string{"RS256", "ES256", "ES384", "ES512"} }
 
 // jwsAlg describes one allowed algorithm.
@@ -51,6 +55,14 @@ func lookupJWSAlg(name string) (jwsAlg, bool) {
 	return jwsAlg{}, false
 }
 
+// JWSAlgorithm returns the one JWS algorithm a key signs and verifies with: RS256 for
+// RSA, ES256, ES384 or ES512 for ECDSA P-256, P-384 or P-521. Keys that fail
+// CheckPublicKey give an error wrapping ErrUnsupportedKey.
+func JWSAlgorithm(pub crypto.PublicKey) (string, error) {
+	alg, err := jwsAlgForKey(pub)
+	return alg.name, err
+}
+
 // jwsAlgForKey picks the algorithm a public key signs with.
 func jwsAlgForKey(pub crypto.PublicKey) (jwsAlg, error) {
 	if err := CheckPublicKey(pub); err != nil {
@@ -71,10 +83,15 @@ func jwsAlgForKey(pub crypto.PublicKey) (jwsAlg, error) {
 	return alg, nil
 }
 
-// jwsHeader is the protected header this package writes and reads.
-type jwsHeader struct {
+// JWSHeader is the protected header of a compact JWS: the members this package writes
+// and the only ones it reads. Members that carry or point to keys (jwk, jku, x5c, x5u)
+// are never read; keys come from the verifier's own trusted set, by Kid.
+type JWSHeader struct {
+	// Alg is the signature algorithm, one of JWSAlgorithms.
 	Alg string `json:"alg"`
+	// Kid is the id of the signing key, for the verifier to look up in its trusted set.
 	Kid string `json:"kid,omitempty"`
+	// Typ is the token type, such as "at+jwt" or "JWT"; its meaning is the caller's.
 	Typ string `json:"typ,omitempty"`
 }
 
@@ -82,9 +99,14 @@ type jwsHeader struct {
 // exactly one encoding (no stray trailing bits).
 var b64url = base64.RawURLEncoding.Strict()
 
-// signCompactJWS returns header.payload.signature for the JSON payload, signed by
-// signer with the algorithm its key type implies.
-func signCompactJWS(signer crypto.Signer, kid, typ string, payload []byte) (string, error) {
+// SignJWS returns the compact JWS header.payload.signature of payload, signed by signer
+// with the algorithm its key implies (see JWSAlgorithm; ECDSA signatures in the raw R||S
+// form JWS requires) and header's Kid and Typ. header.Alg may be left empty; when set it
+// must be the key's algorithm. signer may be a hardware or KMS key, and is given
+// crypto/rand as its randomness; its public key must pass CheckPublicKey (errors wrap
+// ErrUnsupportedKey). The header is written as {"alg","kid","typ"}, in that order,
+// omitting an empty kid or typ.
+func SignJWS(signer crypto.Signer, header JWSHeader, payload []byte) (string, error) {
 	if signer == nil {
 		return "", fmt.Errorf("%w: no key", ErrUnsupportedKey)
 	}
@@ -92,14 +114,18 @@ func signCompactJWS(signer crypto.Signer, kid, typ string, payload []byte) (stri
 	if err != nil {
 		return "", err
 	}
-	header, err := json.Marshal(jwsHeader{Alg: alg.name, Kid: kid, Typ: typ})
+	if header.Alg != "" && header.Alg != alg.name {
+		return "", fmt.Errorf("%w: alg %.20q with a key that signs %s", ErrUnsupportedAlgorithm, header.Alg, alg.name)
+	}
+	header.Alg = alg.name
+	h, err := json.Marshal(header)
 	if err != nil {
 		return "", err
 	}
-	input := b64url.EncodeToString(header) + "." + b64url.EncodeToString(payload)
-	h := alg.hash.New()
-	h.Write([]byte(input))
-	sig, err := signer.Sign(rand.Reader, h.Sum(nil), alg.hash)
+	input := b64url.EncodeToString(h) + "." + b64url.EncodeToString(payload)
+	digest := alg.hash.New()
+	digest.Write([]byte(input))
+	sig, err := signer.Sign(rand.Reader, digest.Sum(nil), alg.hash)
 	if err != nil {
 		return "", err
 	}
@@ -129,22 +155,33 @@ func derToRawECDSA(der []byte, curve elliptic.Curve) ([]byte, error) {
 	return raw, nil
 }
 
-// parsedJWS is a compact JWS whose header has been read and checked against the
-// allow-list, but whose signature is not yet verified.
-type parsedJWS struct {
-	header  jwsHeader
-	alg     jwsAlg
-	input   string // header.payload, the signed bytes
-	payload []byte
-	sig     []byte
+// JWS is a compact JWS read by ParseJWS: its header has been checked against the
+// allow-list, its signature is not verified yet. It may be read and verified
+// concurrently.
+type JWS struct {
+	// Header is the decoded protected header.
+	Header JWSHeader
+	// Payload is the decoded payload. It is not trustworthy until Verify returns nil.
+	Payload []byte
+
+	alg   jwsAlg
+	input string // header.payload, the signed bytes
+	sig   []byte
 }
 
-// parseCompactJWS splits and decodes a compact JWS. It refuses anything but three
-// non-empty dot-separated base64url parts, a header that is not a JSON object with
-// unique members, an "alg" outside JWSAlgorithms and any "crit" header (no extensions
-// are understood). Header fields that name keys by reference or by value (jku, jwk, x5u,
-// x5c) are never used: keys come only from the caller's KeySet, by kid.
-func parseCompactJWS(token string) (*parsedJWS, error) {
+// ParseJWS splits and decodes a compact JWS of at most maxLen bytes. It refuses, with
+// errors wrapping ErrTokenMalformed, anything longer, anything but three non-empty
+// dot-separated parts in strict unpadded base64url, a header that is not one JSON object
+// with unique members (see DecodeJSONObject), an alg, kid or typ that is not a string,
+// and a "crit" member (no extensions are understood). An alg outside allowed, or outside
+// JWSAlgorithms whatever allowed says, is refused with ErrUnsupportedAlgorithm; an empty
+// allowed refuses every token. Header members that name keys by value or by reference
+// (jwk, jku, x5c, x5u) are never used: the caller finds the key by Header.Kid and passes
+// it to Verify.
+func ParseJWS(token string, maxLen int, allowed ...string) (*JWS, error) {
+	if len(token) > maxLen {
+		return nil, fmt.Errorf("%w: JWS of %d bytes, limit %d", ErrTokenMalformed, len(token), maxLen)
+	}
 	h, rest, ok1 := strings.Cut(token, ".")
 	p, s, ok2 := strings.Cut(rest, ".")
 	if !ok1 || !ok2 || strings.IndexByte(s, '.') >= 0 {
@@ -157,29 +194,13 @@ func parseCompactJWS(token string) (*parsedJWS, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: header is not base64url: %v", ErrTokenMalformed, err)
 	}
-	members, err := decodeJSONObject(headerJSON)
+	hdr, err := decodeJWSHeader(headerJSON)
 	if err != nil {
 		return nil, fmt.Errorf("%w: header: %v", ErrTokenMalformed, err)
 	}
-	var hdr jwsHeader
-	for name, raw := range members {
-		switch name {
-		case "alg":
-			err = json.Unmarshal(raw, &hdr.Alg)
-		case "kid":
-			err = json.Unmarshal(raw, &hdr.Kid)
-		case "typ":
-			err = json.Unmarshal(raw, &hdr.Typ)
-		case "crit":
-			return nil, fmt.Errorf("%w: header has \"crit\"; no JWS extensions are supported", ErrTokenMalformed)
-		}
-		if err != nil {
-			return nil, fmt.Errorf("%w: header %q: %v", ErrTokenMalformed, name, err)
-		}
-	}
 	alg, ok := lookupJWSAlg(hdr.Alg)
-	if !ok {
-		return nil, fmt.Errorf("%w: alg %.20q (allowed: %s)", ErrUnsupportedAlgorithm, hdr.Alg, strings.Join(JWSAlgorithms(), ", "))
+	if !ok || !slices.Contains(allowed, hdr.Alg) {
+		return nil, fmt.Errorf("%w: algorithm %.20q is not allowed (allowed: %s)", ErrUnsupportedAlgorithm, hdr.Alg, strings.Join(allowed, ", "))
 	}
 	payload, err := b64url.DecodeString(p)
 	if err != nil {
@@ -189,11 +210,32 @@ func parseCompactJWS(token string) (*parsedJWS, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: signature is not base64url: %v", ErrTokenMalformed, err)
 	}
-	return &parsedJWS{header: hdr, alg: alg, input: token[:len(h)+1+len(p)], payload: payload, sig: sig}, nil
+	return &JWS{Header: hdr, Payload: payload, alg: alg, input: token[:len(h)+1+len(p)], sig: sig}, nil
 }
 
-// verify checks the signature under pub, which must be of the type the algorithm names.
-func (j *parsedJWS) verify(pub crypto.PublicKey) error {
+// decodeJWSHeader reads the header members ParseJWS uses, by exact name.
+func decodeJWSHeader(b []byte) (JWSHeader, error) {
+	members, err := DecodeJSONObject(b)
+	if err != nil {
+		return JWSHeader{}, err
+	}
+	if _, ok := members["crit"]; ok {
+		return JWSHeader{}, errors.New(`"crit" is present: critical extensions are not supported`)
+	}
+	var hdr JWSHeader
+	err = DecodeJSONMembers(members, map[string]any{"alg": &hdr.Alg, "kid": &hdr.Kid, "typ": &hdr.Typ})
+	return hdr, err
+}
+
+// Verify checks the signature under pub. pub must pass CheckPublicKey (errors wrap
+// ErrUnsupportedKey) and be of the type and curve the header's algorithm names (errors
+// wrap ErrUnsupportedAlgorithm); a signature that does not verify, or an ECDSA one of the
+// wrong length, wraps ErrBadSignature. pub must come from the verifier's trusted keys,
+// found by Header.Kid.
+func (j *JWS) Verify(pub crypto.PublicKey) error {
+	if j.alg.name == "" {
+		return errors.New("JWS: Verify needs a token from ParseJWS")
+	}
 	if err := CheckPublicKey(pub); err != nil {
 		return err
 	}
@@ -225,15 +267,17 @@ func (j *parsedJWS) verify(pub crypto.PublicKey) error {
 	return nil
 }
 
-// maxJSONDepth bounds nesting in token JSON; Athenz claims nest two levels (cnf).
+// maxJSONDepth bounds nesting in token JSON; the claims read here nest three levels at
+// most (the kubernetes.io claim of a service-account token).
 const maxJSONDepth = 16
 
-// decodeJSONObject reads b as one JSON object with unique member names (compared
-// exactly, byte for byte) and returns its members undecoded. Reading members by exact
-// name, instead of letting encoding/json match struct fields case-insensitively, means
-// "EXP" or "ſcp" can never stand in for "exp" or "scp", and refusing duplicates means no
-// two JSON parsers can disagree about which value counts.
-func decodeJSONObject(b []byte) (map[string]json.RawMessage, error) {
+// DecodeJSONObject reads b as exactly one JSON object whose member names are unique
+// (compared exactly, byte for byte), in that object and in every object nested in it, at
+// most 16 levels deep, and returns its members undecoded. Reading members by exact name,
+// instead of letting encoding/json match struct fields case-insensitively, means "EXP" or
+// "ſcp" can never stand in for "exp" or "scp", and refusing duplicates means no two JSON
+// parsers can disagree about which value counts.
+func DecodeJSONObject(b []byte) (map[string]json.RawMessage, error) {
 	if err := checkUniqueMembers(b); err != nil {
 		return nil, err
 	}
@@ -245,6 +289,23 @@ func decodeJSONObject(b []byte) (map[string]json.RawMessage, error) {
 		return nil, errors.New("not a JSON object")
 	}
 	return m, nil
+}
+
+// DecodeJSONMembers decodes, for each name in dst, members[name] into dst[name] with
+// encoding/json. A missing member or a JSON null leaves the destination alone; members
+// not named in dst are ignored. Integer destinations take only integers written without
+// fraction or exponent, so "iat": 1.5 or 1e9 is an error. Errors name the member.
+func DecodeJSONMembers(members map[string]json.RawMessage, dst map[string]any) error {
+	for name, v := range dst {
+		raw, ok := members[name]
+		if !ok || string(raw) == "null" {
+			continue
+		}
+		if err := json.Unmarshal(raw, v); err != nil {
+			return fmt.Errorf("member %q: %v", name, err)
+		}
+	}
+	return nil
 }
 
 // checkUniqueMembers walks b and fails on a repeated member name in any object, on

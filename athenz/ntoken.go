@@ -4,7 +4,6 @@ import (
 	"crypto"
 	"errors"
 	"fmt"
-	"strconv"
 	"strings"
 	"time"
 )
@@ -93,41 +92,35 @@ func nTokenKnown(k string) bool {
 // the wrong shape; errors wrap ErrTokenMalformed. The result is NOT verified.
 func ParseNToken(s string) (*NToken, error) {
 	const kind = "n-token"
-	unsigned, sig, err := splitSignedToken(kind, s, MaxNTokenLength)
-	if err != nil {
-		return nil, err
-	}
-	fields, err := splitTokenFields(kind, unsigned, nTokenKnown)
-	if err != nil {
-		return nil, err
-	}
-	n := &NToken{KeyID: "0", unsigned: unsigned, signature: sig}
-	for _, f := range fields {
-		switch f.key {
+	n := &NToken{KeyID: "0"}
+	var err error
+	n.unsigned, n.signature, err = readSignedToken(kind, s, MaxNTokenLength, nTokenKnown, func(key, value string) (err error) {
+		switch key {
 		case "v":
-			n.Version = f.value
+			n.Version = value
 		case "d":
-			n.Domain = f.value
+			n.Domain = value
 		case "n":
-			n.Name = f.value
+			n.Name = value
 		case "k":
-			n.KeyID = f.value
+			n.KeyID = value
 		case "z":
-			n.KeyService = f.value
+			n.KeyService = value
 		case "h":
-			n.Hostname = f.value
+			n.Hostname = value
 		case "i":
-			n.IP = f.value
+			n.IP = value
 		case "a":
-			n.Salt = f.value
+			n.Salt = value
 		case "t":
-			n.IssueTime, err = parseUnixSeconds(kind, f.key, f.value)
+			n.IssueTime, err = parseUnixSeconds(kind, key, value)
 		case "e":
-			n.ExpiryTime, err = parseUnixSeconds(kind, f.key, f.value)
+			n.ExpiryTime, err = parseUnixSeconds(kind, key, value)
 		}
-		if err != nil {
-			return nil, err
-		}
+		return err
+	})
+	if err != nil {
+		return nil, err
 	}
 	if err := n.check(); err != nil {
 		return nil, fmt.Errorf("%s: %w: %w", kind, ErrTokenMalformed, err)
@@ -155,20 +148,7 @@ func (n *NToken) check() error {
 	if n.KeyService != "" && !IsSimpleName(n.KeyService) {
 		return ValidateSimpleName(n.KeyService)
 	}
-	if n.Salt != "" {
-		if err := checkSalt(n.Salt); err != nil {
-			return err
-		}
-	}
-	if n.Hostname != "" {
-		if err := checkHost(n.Hostname); err != nil {
-			return err
-		}
-	}
-	if n.IP != "" {
-		return checkIP(n.IP)
-	}
-	return nil
+	return checkOptionalFields(n.Salt, n.Hostname, n.IP)
 }
 
 func isNTokenVersion(v string) bool {
@@ -223,46 +203,26 @@ func (n *NToken) Sign(key crypto.Signer) (string, error) {
 	if t.Version == "" {
 		t.Version = NTokenVersionService
 	}
-	if t.Salt == "" {
-		salt, err := newSalt()
-		if err != nil {
-			return "", fmt.Errorf("sign n-token: %w", err)
-		}
-		t.Salt = salt
+	if err := fillSalt(&t.Salt); err != nil {
+		return "", fmt.Errorf("sign n-token: %w", err)
 	}
 	if err := t.check(); err != nil {
 		return "", fmt.Errorf("sign n-token: %w", err)
 	}
-	var b strings.Builder
-	b.Grow(256)
-	add := func(k, v string) {
-		if b.Len() > 0 {
-			b.WriteByte(';')
-		}
-		b.WriteString(k)
-		b.WriteByte('=')
-		b.WriteString(v)
-	}
-	add("v", t.Version)
-	add("d", t.Domain)
-	add("n", t.Name)
-	add("k", t.KeyID)
-	if t.KeyService != "" {
-		add("z", t.KeyService)
-	}
-	if t.Hostname != "" {
-		add("h", t.Hostname)
-	}
-	if t.IP != "" {
-		add("i", t.IP)
-	}
-	add("a", t.Salt)
-	add("t", strconv.FormatInt(t.IssueTime.Unix(), 10))
-	add("e", strconv.FormatInt(t.ExpiryTime.Unix(), 10))
-	unsigned := b.String()
-	sig, err := SignYBase64(key, []byte(unsigned))
+	var b tokenBuilder
+	b.add("v", t.Version)
+	b.add("d", t.Domain)
+	b.add("n", t.Name)
+	b.add("k", t.KeyID)
+	b.addIf("z", t.KeyService)
+	b.addIf("h", t.Hostname)
+	b.addIf("i", t.IP)
+	b.add("a", t.Salt)
+	b.addTime("t", t.IssueTime)
+	b.addTime("e", t.ExpiryTime)
+	tok, err := b.sign(key)
 	if err != nil {
 		return "", fmt.Errorf("sign n-token: %w", err)
 	}
-	return unsigned + signatureTag + sig, nil
+	return tok, nil
 }

@@ -4,7 +4,6 @@ import (
 	"crypto"
 	"errors"
 	"fmt"
-	"strconv"
 	"strings"
 	"time"
 )
@@ -74,51 +73,45 @@ func roleTokenKnown(k string) bool {
 // NOT verified.
 func ParseRoleToken(s string) (*RoleToken, error) {
 	const kind = "role token"
-	unsigned, sig, err := splitSignedToken(kind, s, MaxRoleTokenLength)
-	if err != nil {
-		return nil, err
-	}
-	fields, err := splitTokenFields(kind, unsigned, roleTokenKnown)
-	if err != nil {
-		return nil, err
-	}
-	t := &RoleToken{KeyID: "0", unsigned: unsigned, signature: sig}
-	for _, f := range fields {
-		switch f.key {
+	t := &RoleToken{KeyID: "0"}
+	var err error
+	t.unsigned, t.signature, err = readSignedToken(kind, s, MaxRoleTokenLength, roleTokenKnown, func(key, value string) (err error) {
+		switch key {
 		case "v":
-			t.Version = f.value
+			t.Version = value
 		case "d":
-			t.Domain = f.value
+			t.Domain = value
 		case "r":
-			if n := strings.Count(f.value, ",") + 1; n > maxRoleTokenRoles {
-				return nil, fmt.Errorf("%s: %w: %d roles, limit %d", kind, ErrTokenMalformed, n, maxRoleTokenRoles)
+			if n := strings.Count(value, ",") + 1; n > maxRoleTokenRoles {
+				return fmt.Errorf("%s: %w: %d roles, limit %d", kind, ErrTokenMalformed, n, maxRoleTokenRoles)
 			}
-			t.Roles = strings.Split(f.value, ",")
+			t.Roles = strings.Split(value, ",")
 		case "c":
-			if f.value != "1" {
-				return nil, fmt.Errorf("%s: %w: c=%.10q, want c=1 or no c field", kind, ErrTokenMalformed, f.value)
+			if value != "1" {
+				return fmt.Errorf("%s: %w: c=%.10q, want c=1 or no c field", kind, ErrTokenMalformed, value)
 			}
 			t.CompleteRoleSet = true
 		case "p":
-			t.Principal = f.value
+			t.Principal = value
 		case "h":
-			t.Host = f.value
+			t.Host = value
 		case "proxy":
-			t.ProxyUser = f.value
+			t.ProxyUser = value
 		case "a":
-			t.Salt = f.value
+			t.Salt = value
 		case "t":
-			t.IssueTime, err = parseUnixSeconds(kind, f.key, f.value)
+			t.IssueTime, err = parseUnixSeconds(kind, key, value)
 		case "e":
-			t.ExpiryTime, err = parseUnixSeconds(kind, f.key, f.value)
+			t.ExpiryTime, err = parseUnixSeconds(kind, key, value)
 		case "k":
-			t.KeyID = f.value
+			t.KeyID = value
 		case "i":
-			t.IP = f.value
+			t.IP = value
 		}
-		if err != nil {
-			return nil, err
-		}
+		return err
+	})
+	if err != nil {
+		return nil, err
 	}
 	if err := t.check(); err != nil {
 		return nil, fmt.Errorf("%s: %w: %w", kind, ErrTokenMalformed, err)
@@ -155,20 +148,7 @@ func (t *RoleToken) check() error {
 	if err := checkKeyID(t.KeyID); err != nil {
 		return err
 	}
-	if t.Salt != "" {
-		if err := checkSalt(t.Salt); err != nil {
-			return err
-		}
-	}
-	if t.Host != "" {
-		if err := checkHost(t.Host); err != nil {
-			return err
-		}
-	}
-	if t.IP != "" {
-		return checkIP(t.IP)
-	}
-	return nil
+	return checkOptionalFields(t.Salt, t.Host, t.IP)
 }
 
 // Verify checks a parsed role token: the times against now with Athenz's rules
@@ -218,52 +198,30 @@ func (t *RoleToken) Sign(key crypto.Signer) (string, error) {
 	if r.Version == "" {
 		r.Version = RoleTokenVersion
 	}
-	if r.Salt == "" {
-		salt, err := newSalt()
-		if err != nil {
-			return "", fmt.Errorf("sign role token: %w", err)
-		}
-		r.Salt = salt
+	if err := fillSalt(&r.Salt); err != nil {
+		return "", fmt.Errorf("sign role token: %w", err)
 	}
 	if err := r.check(); err != nil {
 		return "", fmt.Errorf("sign role token: %w", err)
 	}
-	var b strings.Builder
-	b.Grow(256)
-	add := func(k, v string) {
-		if b.Len() > 0 {
-			b.WriteByte(';')
-		}
-		b.WriteString(k)
-		b.WriteByte('=')
-		b.WriteString(v)
-	}
-	add("v", r.Version)
-	add("d", r.Domain)
-	add("r", strings.Join(r.Roles, ","))
+	var b tokenBuilder
+	b.add("v", r.Version)
+	b.add("d", r.Domain)
+	b.add("r", strings.Join(r.Roles, ","))
 	if r.CompleteRoleSet {
-		add("c", "1")
+		b.add("c", "1")
 	}
-	if r.Principal != "" {
-		add("p", r.Principal)
-	}
-	if r.Host != "" {
-		add("h", r.Host)
-	}
-	if r.ProxyUser != "" {
-		add("proxy", r.ProxyUser)
-	}
-	add("a", r.Salt)
-	add("t", strconv.FormatInt(r.IssueTime.Unix(), 10))
-	add("e", strconv.FormatInt(r.ExpiryTime.Unix(), 10))
-	add("k", r.KeyID)
-	if r.IP != "" {
-		add("i", r.IP)
-	}
-	unsigned := b.String()
-	sig, err := SignYBase64(key, []byte(unsigned))
+	b.addIf("p", r.Principal)
+	b.addIf("h", r.Host)
+	b.addIf("proxy", r.ProxyUser)
+	b.add("a", r.Salt)
+	b.addTime("t", r.IssueTime)
+	b.addTime("e", r.ExpiryTime)
+	b.add("k", r.KeyID)
+	b.addIf("i", r.IP)
+	tok, err := b.sign(key)
 	if err != nil {
 		return "", fmt.Errorf("sign role token: %w", err)
 	}
-	return unsigned + signatureTag + sig, nil
+	return tok, nil
 }

@@ -1,6 +1,7 @@
 package athenz
 
 import (
+	"crypto"
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
@@ -35,6 +36,66 @@ const maxTokenFields = 32
 // tokenField is one k=v pair of a token, in the order the token lists it.
 type tokenField struct {
 	key, value string
+}
+
+// readSignedToken reads a token: it splits off the signature (splitSignedToken), cuts the
+// signed part into fields (splitTokenFields, which refuses unknown, repeated and empty
+// fields before any value is looked at) and hands each field to set in the token's order,
+// stopping at set's first error. It returns the exact signed bytes and the signature.
+func readSignedToken(kind, s string, maxLen int, known func(string) bool, set func(key, value string) error) (unsigned, sig string, err error) {
+	unsigned, sig, err = splitSignedToken(kind, s, maxLen)
+	if err != nil {
+		return "", "", err
+	}
+	fields, err := splitTokenFields(kind, unsigned, known)
+	if err != nil {
+		return "", "", err
+	}
+	for _, f := range fields {
+		if err := set(f.key, f.value); err != nil {
+			return "", "", err
+		}
+	}
+	return unsigned, sig, nil
+}
+
+// tokenBuilder writes a token's k=v fields, ';'-separated, in the order they are added.
+type tokenBuilder struct {
+	b strings.Builder
+}
+
+// add adds the field k=v.
+func (t *tokenBuilder) add(k, v string) {
+	if t.b.Len() > 0 {
+		t.b.WriteByte(';')
+	} else {
+		t.b.Grow(256)
+	}
+	t.b.WriteString(k)
+	t.b.WriteByte('=')
+	t.b.WriteString(v)
+}
+
+// addIf adds an optional field when its value is set.
+func (t *tokenBuilder) addIf(k, v string) {
+	if v != "" {
+		t.add(k, v)
+	}
+}
+
+// addTime adds a time in whole unix seconds.
+func (t *tokenBuilder) addTime(k string, v time.Time) {
+	t.add(k, strconv.FormatInt(v.Unix(), 10))
+}
+
+// sign returns the fields followed by ";s=" and their ybase64 signature by key.
+func (t *tokenBuilder) sign(key crypto.Signer) (string, error) {
+	unsigned := t.b.String()
+	sig, err := SignYBase64(key, []byte(unsigned))
+	if err != nil {
+		return "", err
+	}
+	return unsigned + signatureTag + sig, nil
 }
 
 // splitSignedToken cuts s at its first ";s=" into the signed bytes and the ybase64
@@ -173,13 +234,36 @@ func checkIP(v string) error {
 	return nil
 }
 
-// newSalt returns 16 random hex characters, as both Athenz builders make salts.
-func newSalt() (string, error) {
+// checkOptionalFields checks the salt, host and IP address of a token, each when set.
+func checkOptionalFields(salt, host, ip string) error {
+	if salt != "" {
+		if err := checkSalt(salt); err != nil {
+			return err
+		}
+	}
+	if host != "" {
+		if err := checkHost(host); err != nil {
+			return err
+		}
+	}
+	if ip != "" {
+		return checkIP(ip)
+	}
+	return nil
+}
+
+// fillSalt sets an empty *salt to 16 random hex characters, as both Athenz builders make
+// salts.
+func fillSalt(salt *string) error {
+	if *salt != "" {
+		return nil
+	}
 	var b [8]byte
 	if _, err := rand.Read(b[:]); err != nil {
-		return "", fmt.Errorf("salt: %w", err)
+		return fmt.Errorf("salt: %w", err)
 	}
-	return hex.EncodeToString(b[:]), nil
+	*salt = hex.EncodeToString(b[:])
+	return nil
 }
 
 // checkTokenTimes applies Athenz's Token.validate rules: the issue time may be at most

@@ -476,15 +476,25 @@ func TestReadBundleRefuses(t *testing.T) {
 		{name: "signed by another key", entries: resign(t, signed, ec2, "default", ""), opts: ReadOptions{VerificationKeys: keys}, err: ErrBundleSignature, msg: "does not verify"},
 		{name: "wrong key id", entries: resign(t, signed, ec, "other", ""), opts: ReadOptions{VerificationKeys: keys}, err: ErrBundleSignature, msg: `key id "other"`},
 		{name: "kid and keyid disagree", entries: editJWS(t, signed, func(p []string) {
-			p[0] = b64JSON(jwsHeader{Alg: "ES256", Kid: "evil"})
+			p[0] = b64JSON(map[string]string{"alg": "ES256", "kid": "evil"})
 		}), opts: ReadOptions{VerificationKeys: map[string]crypto.PublicKey{"default": ec.Public(), "evil": ec2.Public()}}, err: ErrBundleSignature, msg: "disagree"},
 		{name: "alg none", entries: editJWS(t, signed, func(p []string) {
-			p[0] = b64JSON(jwsHeader{Alg: "none", Kid: "default"})
-			p[2] = ""
+			p[0] = b64JSON(map[string]string{"alg": "none", "kid": "default"})
 		}), opts: ReadOptions{VerificationKeys: keys}, err: ErrBundleSignature, msg: `algorithm "none"`},
+		{name: "alg none, empty signature", entries: editJWS(t, signed, func(p []string) {
+			p[0] = b64JSON(map[string]string{"alg": "none", "kid": "default"})
+			p[2] = ""
+		}), opts: ReadOptions{VerificationKeys: keys}, err: ErrBundleSignature, msg: "empty JWS part"},
+		{name: "duplicate header member", entries: editJWS(t, signed, func(p []string) {
+			p[0] = base64.RawURLEncoding.EncodeToString([]byte(`{"alg":"ES256","kid":"default","kid":"evil"}`))
+		}), opts: ReadOptions{VerificationKeys: keys}, err: ErrBundleSignature, msg: "appears twice"},
+		{name: "duplicate payload member", entries: editJWS(t, signed, func(p []string) {
+			payload, _ := base64.RawURLEncoding.DecodeString(p[1])
+			p[1] = base64.RawURLEncoding.EncodeToString([]byte(strings.Replace(string(payload), `"files":`, `"files":[],"files":`, 1)))
+		}), opts: ReadOptions{VerificationKeys: keys}, err: ErrBundleSignature, msg: "appears twice"},
 		{name: "RSA key for an ECDSA signature", entries: signed, opts: ReadOptions{VerificationKeys: map[string]crypto.PublicKey{"default": rs.Public()}}, err: ErrBundleSignature, msg: `want RS256`},
 		{name: "critical header", entries: editJWS(t, signed, func(p []string) {
-			p[0] = b64JSON(jwsHeader{Alg: "ES256", Kid: "default", Crit: []string{"exp"}})
+			p[0] = b64JSON(map[string]any{"alg": "ES256", "kid": "default", "crit": []string{"exp"}})
 		}), opts: ReadOptions{VerificationKeys: keys}, err: ErrBundleSignature, msg: "critical"},
 		{name: "wrong scope", entries: resign(t, signed, ec, "default", "other"), opts: ReadOptions{VerificationKeys: keys, Scope: "mine"}, err: ErrBundleSignature, msg: "scope"},
 		{name: "tampered data.json", entries: replace(signed, dataFile, strings.Replace(string(entryBody(signed, dataFile)), `"reader":0`, `"reader":1`, 1)), opts: ReadOptions{VerificationKeys: keys}, err: ErrBundleSignature, msg: `"data.json": digest mismatch`},

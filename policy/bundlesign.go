@@ -4,20 +4,14 @@ import (
 	"bytes"
 	"crypto"
 	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/rsa"
 	"crypto/sha256"
 	"crypto/sha512"
-	"encoding/asn1"
-	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"hash"
 	"io"
-	"math/big"
 	"path"
 	"sort"
 	"strings"
@@ -33,6 +27,8 @@ import (
 // formatting does not matter). OPA verifies with the key named by its configured key id
 // ("default" unless --verification-key-id says otherwise) and the algorithm given by
 // --signing-alg (RS256 unless said otherwise), so ECDSA bundles need --signing-alg ES256.
+// The JWS itself is read and written by the athenz package (ParseJWS, SignJWS), with the
+// same rules as every other JWS in the module.
 
 // DefaultBundleKeyID is the key id bundles are signed under when BundleOptions.KeyID is
 // empty: the id OPA gives a key passed with --verification-key.
@@ -43,6 +39,10 @@ const signaturesFile = ".signatures.json"
 
 // fileHashAlgorithm is the digest WriteBundle lists files with, named as OPA names it.
 const fileHashAlgorithm = "SHA-256"
+
+// maxSignatureJWSLength bounds the bundle signature JWS: a listed file takes about 250
+// bytes, so 4 MiB lists some 16,000 files.
+const maxSignatureJWSLength = 4 << 20
 
 // ParseSigningKey parses a PEM private key for bundle signing: "EC PRIVATE KEY", "RSA
 // PRIVATE KEY" or "PRIVATE KEY" (PKCS#8), ECDSA on P-256 (ES256), P-384 (ES384) or P-521
@@ -76,35 +76,7 @@ func ParseVerificationKey(pemBytes []byte) (crypto.PublicKey, error) {
 // ES384 or ES512 for ECDSA P-256, P-384 or P-521, RS256 for RSA. It is the value to give
 // OPA as --signing-alg (or signing.algorithm in a keys config).
 func SigningAlgorithm(pub crypto.PublicKey) (string, error) {
-	if err := athenz.CheckPublicKey(pub); err != nil {
-		return "", err
-	}
-	switch k := pub.(type) {
-	case *rsa.PublicKey:
-		return "RS256", nil
-	case *ecdsa.PublicKey:
-		switch k.Curve {
-		case elliptic.P256():
-			return "ES256", nil
-		case elliptic.P384():
-			return "ES384", nil
-		case elliptic.P521():
-			return "ES512", nil
-		}
-	}
-	return "", fmt.Errorf("%w: %T", athenz.ErrUnsupportedKey, pub)
-}
-
-// jwsHash returns the digest a JWS algorithm signs with.
-func jwsHash(alg string) crypto.Hash {
-	switch alg {
-	case "ES384":
-		return crypto.SHA384
-	case "ES512":
-		return crypto.SHA512
-	default:
-		return crypto.SHA256
-	}
+	return athenz.JWSAlgorithm(pub)
 }
 
 // signaturesConfig is the content of .signatures.json.
@@ -112,14 +84,6 @@ type signaturesConfig struct {
 	Signatures []string `json:"signatures"`
 	// Plugin names a custom OPA verifier; only the default ("" or "_default") is supported.
 	Plugin string `json:"plugin,omitempty"`
-}
-
-// jwsHeader is the protected header of a bundle signature.
-type jwsHeader struct {
-	Alg  string   `json:"alg"`
-	Kid  string   `json:"kid,omitempty"`
-	Typ  string   `json:"typ,omitempty"`
-	Crit []string `json:"crit,omitempty"`
 }
 
 // signaturePayload is the JWS payload of a bundle signature.
@@ -140,8 +104,7 @@ type signedFile struct {
 // signFiles returns the .signatures.json content for files (bundle path → bytes, without
 // the signatures file itself).
 func signFiles(files map[string][]byte, key crypto.Signer, keyID, scope string) ([]byte, error) {
-	alg, err := SigningAlgorithm(key.Public())
-	if err != nil {
+	if _, err := SigningAlgorithm(key.Public()); err != nil {
 		return nil, err
 	}
 	names := make([]string, 0, len(files))
@@ -157,71 +120,29 @@ func signFiles(files map[string][]byte, key crypto.Signer, keyID, scope string) 
 		}
 		payload.Files = append(payload.Files, signedFile{Name: name, Hash: hex.EncodeToString(sum), Algorithm: fileHashAlgorithm})
 	}
-	header, err := json.Marshal(jwsHeader{Alg: alg, Kid: keyID, Typ: "JWT"})
-	if err != nil {
-		return nil, err
-	}
 	body, err := json.Marshal(payload)
 	if err != nil {
 		return nil, err
 	}
-	b64 := base64.RawURLEncoding
-	signingInput := b64.EncodeToString(header) + "." + b64.EncodeToString(body)
-	sig, err := jwsSign(key, alg, []byte(signingInput))
+	if k, ok := key.(*ecdsa.PrivateKey); ok {
+		key = rfc6979Signer{k}
+	}
+	jws, err := athenz.SignJWS(key, athenz.JWSHeader{Kid: keyID, Typ: "JWT"}, body)
 	if err != nil {
 		return nil, fmt.Errorf("sign bundle: %w", err)
 	}
-	return json.MarshalIndent(signaturesConfig{Signatures: []string{signingInput + "." + b64.EncodeToString(sig)}}, "", " ")
+	return json.MarshalIndent(signaturesConfig{Signatures: []string{jws}}, "", " ")
 }
 
-// jwsSign signs input for alg. ECDSA signatures are the raw R||S that JWS requires. An
-// in-memory ECDSA key signs deterministically (RFC 6979), so the same bundle signs to the
-// same bytes; other signers get crypto/rand.
-func jwsSign(key crypto.Signer, alg string, input []byte) ([]byte, error) {
-	h := jwsHash(alg).New()
-	h.Write(input)
-	digest := h.Sum(nil)
-	var random io.Reader = rand.Reader
-	if _, ok := key.(*ecdsa.PrivateKey); ok {
-		random = nil
-	}
-	sig, err := key.Sign(random, digest, jwsHash(alg))
-	if err != nil {
-		return nil, err
-	}
-	pub, ok := key.Public().(*ecdsa.PublicKey)
-	if !ok {
-		return sig, nil
-	}
-	var rs struct{ R, S *big.Int }
-	if rest, err := asn1.Unmarshal(sig, &rs); err != nil || len(rest) > 0 {
-		return nil, errors.New("ECDSA signer returned a malformed signature")
-	}
-	size := (pub.Curve.Params().BitSize + 7) / 8
-	raw := make([]byte, 2*size)
-	rs.R.FillBytes(raw[:size])
-	rs.S.FillBytes(raw[size:])
-	return raw, nil
-}
+// rfc6979Signer signs with an in-memory ECDSA key deterministically (RFC 6979), whatever
+// randomness it is given, so that the same bundle signs to the same bytes. Other keys need
+// no wrapper: RSA PKCS #1 v1.5 is deterministic, and hardware or KMS signers keep their
+// own randomness.
+type rfc6979Signer struct{ *ecdsa.PrivateKey }
 
-// jwsVerify checks a raw JWS signature over input with pub.
-func jwsVerify(pub crypto.PublicKey, alg string, input, sig []byte) bool {
-	h := jwsHash(alg).New()
-	h.Write(input)
-	digest := h.Sum(nil)
-	switch k := pub.(type) {
-	case *rsa.PublicKey:
-		return rsa.VerifyPKCS1v15(k, crypto.SHA256, digest, sig) == nil
-	case *ecdsa.PublicKey:
-		size := (k.Curve.Params().BitSize + 7) / 8
-		if len(sig) != 2*size {
-			return false
-		}
-		r := new(big.Int).SetBytes(sig[:size])
-		s := new(big.Int).SetBytes(sig[size:])
-		return ecdsa.Verify(k, digest, r, s)
-	}
-	return false
+// Sign signs digest with no randomness, which ecdsa.PrivateKey.Sign takes to mean RFC 6979.
+func (s rfc6979Signer) Sign(_ io.Reader, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
+	return s.PrivateKey.Sign(nil, digest, opts)
 }
 
 // verifySignatures checks .signatures.json against keys and the bundle's files (bundle
@@ -242,28 +163,15 @@ func verifySignatures(raw []byte, files map[string][]byte, opts *ReadOptions) (s
 	if len(sc.Signatures) != 1 {
 		return fail("%s: want exactly one JWS, found %d", signaturesFile, len(sc.Signatures))
 	}
-	parts := strings.Split(sc.Signatures[0], ".")
-	if len(parts) != 3 {
-		return fail("%s: the signature is not a compact JWS (header.payload.signature)", signaturesFile)
+	jws, err := athenz.ParseJWS(sc.Signatures[0], maxSignatureJWSLength, athenz.JWSAlgorithms()...)
+	if err != nil {
+		return fail("%s: %v", signaturesFile, err)
 	}
-	b64 := base64.RawURLEncoding
-	headerJSON, err1 := b64.DecodeString(parts[0])
-	payloadJSON, err2 := b64.DecodeString(parts[1])
-	sig, err3 := b64.DecodeString(parts[2])
-	if err := errors.Join(err1, err2, err3); err != nil {
-		return fail("%s: JWS is not base64url: %v", signaturesFile, err)
-	}
-	var header jwsHeader
-	if err := json.Unmarshal(headerJSON, &header); err != nil {
-		return fail("JWS header: %v", err)
-	}
-	if len(header.Crit) > 0 {
-		return fail("JWS header has critical extensions %q, which are not supported", header.Crit)
-	}
-	var payload signaturePayload
-	if err := json.Unmarshal(payloadJSON, &payload); err != nil {
+	payload, err := decodeSignaturePayload(jws.Payload)
+	if err != nil {
 		return fail("JWS payload: %v", err)
 	}
+	header := jws.Header
 	keyID := header.Kid
 	if keyID == "" {
 		keyID = payload.KeyID
@@ -285,8 +193,8 @@ func verifySignatures(raw []byte, files map[string][]byte, opts *ReadOptions) (s
 	if header.Alg != alg {
 		return fail("JWS algorithm %q does not match verification key %q (want %s)", header.Alg, keyID, alg)
 	}
-	if !jwsVerify(pub, alg, []byte(parts[0]+"."+parts[1]), sig) {
-		return fail("JWS signature does not verify with key %q", keyID)
+	if err := jws.Verify(pub); err != nil {
+		return fail("JWS signature with key %q: %v", keyID, err)
 	}
 	if payload.Scope != opts.Scope {
 		return fail("signature scope %q, want %q", payload.Scope, opts.Scope)
@@ -319,6 +227,34 @@ func verifySignatures(raw []byte, files map[string][]byte, opts *ReadOptions) (s
 		}
 	}
 	return keyID, nil
+}
+
+// decodeSignaturePayload reads a signature's payload by exact member names (files, keyid,
+// scope; each file's name, hash and algorithm), refusing duplicated members anywhere, so
+// that no other JSON reader can see different files or keys in the same signature.
+// Other members, such as the iat and iss OPA may write, are ignored.
+func decodeSignaturePayload(b []byte) (*signaturePayload, error) {
+	members, err := athenz.DecodeJSONObject(b)
+	if err != nil {
+		return nil, err
+	}
+	p := new(signaturePayload)
+	var files []json.RawMessage
+	if err := athenz.DecodeJSONMembers(members, map[string]any{"files": &files, "keyid": &p.KeyID, "scope": &p.Scope}); err != nil {
+		return nil, err
+	}
+	for i, raw := range files {
+		m, err := athenz.DecodeJSONObject(raw)
+		if err != nil {
+			return nil, fmt.Errorf("files[%d]: %v", i, err)
+		}
+		var f signedFile
+		if err := athenz.DecodeJSONMembers(m, map[string]any{"name": &f.Name, "hash": &f.Hash, "algorithm": &f.Algorithm}); err != nil {
+			return nil, fmt.Errorf("files[%d]: %v", i, err)
+		}
+		p.Files = append(p.Files, f)
+	}
+	return p, nil
 }
 
 // fileDigest hashes a bundle file as OPA does: structured documents (data.json and

@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/athenz-mesh/athenz-mesh/attestor/internal/jws"
+	"github.com/athenz-mesh/athenz-mesh/athenz"
 )
 
 // serviceAccountPrefix starts the subject (and the TokenReview user name) of every
@@ -53,7 +53,7 @@ type claims struct {
 // required; the subject must repeat the namespace and service account. A token without a
 // kubernetes.io claim or a pod fails with an error wrapping errNotBound.
 func parseClaims(payload []byte) (*claims, error) {
-	members, err := jws.DecodeObject(payload)
+	members, err := athenz.DecodeJSONObject(payload)
 	if err != nil {
 		return nil, err
 	}
@@ -67,12 +67,10 @@ func parseClaims(payload []byte) (*claims, error) {
 	if err := c.readKubernetes(raw); err != nil {
 		return nil, err
 	}
-	for name, dst := range map[string]any{
+	if err := athenz.DecodeJSONMembers(members, map[string]any{
 		"iss": &c.issuer, "sub": &c.subject, "exp": &c.expiry, "nbf": &c.notBefore, "iat": &c.issuedAt, "jti": &c.id,
-	} {
-		if _, err := jws.Member(members, name, dst); err != nil {
-			return nil, err
-		}
+	}); err != nil {
+		return nil, err
 	}
 	if c.audience, err = audience(members["aud"]); err != nil {
 		return nil, err
@@ -112,12 +110,12 @@ func audience(raw json.RawMessage) ([]string, error) {
 
 // readKubernetes reads the kubernetes.io claim.
 func (c *claims) readKubernetes(raw json.RawMessage) error {
-	k, err := jws.DecodeObject(raw)
+	k, err := athenz.DecodeJSONObject(raw)
 	if err != nil {
 		return fmt.Errorf("kubernetes.io: %v", err)
 	}
 	id := &c.identity
-	if _, err := jws.Member(k, "namespace", &id.namespace); err != nil {
+	if err := athenz.DecodeJSONMembers(k, map[string]any{"namespace": &id.namespace}); err != nil {
 		return fmt.Errorf("kubernetes.io: %v", err)
 	}
 	if !isDNSLabel(id.namespace) {
@@ -156,15 +154,12 @@ func ref(k map[string]json.RawMessage, name string, required bool) (*objectRef, 
 		}
 		return nil, nil
 	}
-	m, err := jws.DecodeObject(raw)
+	m, err := athenz.DecodeJSONObject(raw)
 	if err != nil {
 		return nil, fmt.Errorf("kubernetes.io %s: %v", name, err)
 	}
 	var r objectRef
-	if _, err := jws.Member(m, "name", &r.name); err != nil {
-		return nil, fmt.Errorf("kubernetes.io %s: %v", name, err)
-	}
-	if _, err := jws.Member(m, "uid", &r.uid); err != nil {
+	if err := athenz.DecodeJSONMembers(m, map[string]any{"name": &r.name, "uid": &r.uid}); err != nil {
 		return nil, fmt.Errorf("kubernetes.io %s: %v", name, err)
 	}
 	if !isDNSSubdomain(r.name) || !isUID(r.uid) {

@@ -18,7 +18,6 @@ import (
 
 	"github.com/athenz-mesh/athenz-mesh/athenz"
 	"github.com/athenz-mesh/athenz-mesh/attestor"
-	"github.com/athenz-mesh/athenz-mesh/attestor/internal/jws"
 	"github.com/athenz-mesh/athenz-mesh/attestor/k8s"
 )
 
@@ -100,7 +99,7 @@ func saToken(t testing.TB, signer crypto.Signer, kid string, edit func(c map[str
 	if err != nil {
 		t.Fatal(err)
 	}
-	tok, err := jws.Sign(signer, kid, "", payload)
+	tok, err := athenz.SignJWS(signer, athenz.JWSHeader{Kid: kid}, payload)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,8 +9,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/athenz-mesh/athenz-mesh/athenz"
 	"github.com/athenz-mesh/athenz-mesh/attestor"
-	"github.com/athenz-mesh/athenz-mesh/attestor/internal/jws"
 )
 
 // Limits and defaults.
@@ -29,7 +29,7 @@ const (
 )
 
 // algorithms are the signature algorithms Kubernetes signs service-account tokens with.
-var algorithms = []string{jws.RS256, jws.ES256}
+var algorithms = []string{"RS256", "ES256"}
 
 // InstanceIDSource says which pod attribute becomes the instance id.
 type InstanceIDSource string
@@ -252,9 +252,9 @@ func (v *Verifier) Verify(ctx context.Context, r *attestor.Request) (*attestor.R
 
 // verifyOffline checks the signature and claims of a token.
 func (v *Verifier) verifyOffline(ctx context.Context, token string, now time.Time) (identity, error) {
-	tok, err := jws.Parse(token, MaxTokenLength, algorithms...)
+	tok, err := athenz.ParseJWS(token, MaxTokenLength, algorithms...)
 	switch {
-	case errors.Is(err, jws.ErrAlgorithm):
+	case errors.Is(err, athenz.ErrUnsupportedAlgorithm):
 		return identity{}, attestor.Wrap(attestor.ReasonUnsupportedAlgorithm, err, "token algorithm not allowed (RS256 and ES256 are)")
 	case err != nil:
 		return identity{}, attestor.Wrap(attestor.ReasonMalformed, err, "token is not a readable JWS")
@@ -266,7 +266,7 @@ func (v *Verifier) verifyOffline(ctx context.Context, token string, now time.Tim
 		return identity{}, err
 	}
 	if err := tok.Verify(pub); err != nil {
-		if errors.Is(err, jws.ErrAlgorithm) {
+		if errors.Is(err, athenz.ErrUnsupportedAlgorithm) {
 			return identity{}, attestor.Wrap(attestor.ReasonUnsupportedAlgorithm, err, "token algorithm does not fit its key")
 		}
 		return identity{}, attestor.Wrap(attestor.ReasonBadSignature, err, "token signature does not verify")

@@ -11,8 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/athenz-mesh/athenz-mesh/athenz"
 	"github.com/athenz-mesh/athenz-mesh/attestor"
-	"github.com/athenz-mesh/athenz-mesh/attestor/internal/jws"
 	"github.com/athenz-mesh/athenz-mesh/attestor/k8s"
 )
 
@@ -176,7 +176,7 @@ func TestVerifyOffline(t *testing.T) {
 			parts := strings.Split(saToken(t, k.ec, "ec-1", nil), ".")
 			payload, _ := b64.DecodeString(parts[1])
 			dup := strings.Replace(string(payload), `"iss":`, `"iss":"https://evil.example","iss":`, 1)
-			tok, err := jws.Sign(k.ec, "ec-1", "", []byte(dup))
+			tok, err := athenz.SignJWS(k.ec, athenz.JWSHeader{Kid: "ec-1"}, []byte(dup))
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -8,7 +8,6 @@ import (
 	"fmt"
 
 	"github.com/athenz-mesh/athenz-mesh/athenz"
-	"github.com/athenz-mesh/athenz-mesh/attestor/internal/jws"
 )
 
 // Issuer is the iss and the aud of register tokens: ZTS's own provider service.
@@ -85,7 +84,7 @@ func Mint(claims *Claims, signer crypto.Signer, kid string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("mint register token: %w", err)
 	}
-	tok, err := jws.Sign(signer, kid, TokenType, payload)
+	tok, err := athenz.SignJWS(signer, athenz.JWSHeader{Kid: kid, Typ: TokenType}, payload)
 	if err != nil {
 		return "", fmt.Errorf("mint register token: %w", err)
 	}

@@ -9,7 +9,6 @@ import (
 
 	"github.com/athenz-mesh/athenz-mesh/athenz"
 	"github.com/athenz-mesh/athenz-mesh/attestor"
-	"github.com/athenz-mesh/athenz-mesh/attestor/internal/jws"
 )
 
 // Defaults applied to zero Config fields.
@@ -26,7 +25,7 @@ const (
 const UseKind = "register_token"
 
 // algorithms are the JWS algorithms a register token may use: those Mint signs with.
-var algorithms = []string{jws.ES256, jws.ES384, jws.ES512, jws.RS256}
+var algorithms = []string{"ES256", "ES384", "ES512", "RS256"}
 
 // OnceStore marks single-use credentials as used; the issuer's store implements it.
 // UseOnce must succeed for exactly one of any number of calls with the same kind and id,
@@ -149,9 +148,9 @@ func (v *Verifier) Verify(ctx context.Context, r *attestor.Request) (*attestor.R
 // verifyToken checks everything that depends on the token alone: shape, signature,
 // claims, issuer and audience.
 func (v *Verifier) verifyToken(token string) (*Claims, error) {
-	tok, err := jws.Parse(token, MaxTokenLength, algorithms...)
+	tok, err := athenz.ParseJWS(token, MaxTokenLength, algorithms...)
 	switch {
-	case errors.Is(err, jws.ErrAlgorithm):
+	case errors.Is(err, athenz.ErrUnsupportedAlgorithm):
 		return nil, attestor.Wrap(attestor.ReasonUnsupportedAlgorithm, err, "register token algorithm not allowed")
 	case err != nil:
 		return nil, attestor.Wrap(attestor.ReasonMalformed, err, "register token is not a readable JWS")
@@ -166,7 +165,7 @@ func (v *Verifier) verifyToken(token string) (*Claims, error) {
 	}
 	if err := tok.Verify(pub); err != nil {
 		switch {
-		case errors.Is(err, jws.ErrAlgorithm):
+		case errors.Is(err, athenz.ErrUnsupportedAlgorithm):
 			return nil, attestor.Wrap(attestor.ReasonUnsupportedAlgorithm, err, "register token algorithm does not fit its key")
 		case errors.Is(err, athenz.ErrUnsupportedKey):
 			return nil, attestor.Wrap(attestor.ReasonUnknownKey, err, fmt.Sprintf("key %.100q cannot verify register tokens", tok.Header.Kid))
@@ -203,19 +202,17 @@ func bind(c *Claims, r *attestor.Request) error {
 // decodeClaims reads the payload member by member, by exact name, and checks the shape.
 // Unknown claims are ignored, as JWT requires.
 func decodeClaims(payload []byte) (*Claims, error) {
-	members, err := jws.DecodeObject(payload)
+	members, err := athenz.DecodeJSONObject(payload)
 	if err != nil {
 		return nil, err
 	}
 	c := new(Claims)
-	for name, dst := range map[string]any{
+	if err := athenz.DecodeJSONMembers(members, map[string]any{
 		"jti": &c.ID, "sub": &c.Subject, "iat": &c.IssuedAt, "iss": &c.Issuer, "aud": &c.Audience,
 		"provider": &c.Provider, "domain": &c.Domain, "service": &c.Service,
 		"instance_id": &c.InstanceID, "client_id": &c.ClientID,
-	} {
-		if _, err := jws.Member(members, name, dst); err != nil {
-			return nil, err
-		}
+	}); err != nil {
+		return nil, err
 	}
 	if err := c.check(); err != nil {
 		return nil, err
