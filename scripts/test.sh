@@ -3,10 +3,16 @@
 # binary (the bundle tests load signed bundles with it). The first run builds opa into
 # ./.bin (gitignored), which takes a few minutes; later runs reuse it.
 #
+# The first run also builds Athenz's own tools (zts-svccert, zts-rolecert, zts-accesstoken
+# and zpe-updater, v1.12.13) into ./.bin; the issuer's integration tests run them against a
+# live issuer and skip when their variables are unset.
+#
 # Usage: scripts/test.sh [go test flags...]     e.g. scripts/test.sh -count=1 -v
 #
 # Environment:
 #   OPA_BIN       use this opa binary instead of building one
+#   ATHENZ_ZTS_SVCCERT, ATHENZ_ZTS_ROLECERT, ATHENZ_ZTS_ACCESSTOKEN, ATHENZ_ZPE_UPDATER
+#                 use these Athenz tool binaries instead of building them
 #   REQUIRE_RACE  when 1, fail instead of running without -race if cgo is unavailable
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,6 +28,27 @@ if [[ -z "${OPA_BIN:-}" ]]; then
 	fi
 fi
 export OPA_BIN
+
+# Keep in step with the github.com/AthenZ/athenz version in go.mod.
+ATHENZ_VERSION=v1.12.13
+athenz_stamp="$PWD/.bin/athenz-tools.version"
+if [[ -z "${ATHENZ_ZTS_SVCCERT:-}" ]]; then
+	if [[ "$(cat "$athenz_stamp" 2>/dev/null)" != "$ATHENZ_VERSION" ]]; then
+		echo "==> building Athenz tools ${ATHENZ_VERSION} into .bin/ (first run only)"
+		GOBIN="$PWD/.bin" go install \
+			"github.com/AthenZ/athenz/utils/zts-svccert@${ATHENZ_VERSION}" \
+			"github.com/AthenZ/athenz/utils/zts-rolecert@${ATHENZ_VERSION}" \
+			"github.com/AthenZ/athenz/utils/zts-accesstoken@${ATHENZ_VERSION}" \
+			"github.com/AthenZ/athenz/utils/zpe-updater/cmd/tools@${ATHENZ_VERSION}"
+		# zpe-updater's main package is named "tools"; give the binary its real name.
+		mv -f "$PWD/.bin/tools" "$PWD/.bin/zpe-updater"
+		echo "$ATHENZ_VERSION" >"$athenz_stamp"
+	fi
+	export ATHENZ_ZTS_SVCCERT="$PWD/.bin/zts-svccert"
+	export ATHENZ_ZTS_ROLECERT="$PWD/.bin/zts-rolecert"
+	export ATHENZ_ZTS_ACCESSTOKEN="$PWD/.bin/zts-accesstoken"
+	export ATHENZ_ZPE_UPDATER="$PWD/.bin/zpe-updater"
+fi
 
 # The race detector needs cgo, which needs a C compiler (gcc or clang).
 race=-race

@@ -1,21 +1,53 @@
 package main
 
 import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spf13/cobra"
+
+	"github.com/athenz-mesh/athenz-mesh/authz"
+	"github.com/athenz-mesh/athenz-mesh/issuer"
 )
 
+type issuerFlags struct {
+	config      string
+	listen      string
+	metricsAddr string
+	checkOnly   bool
+}
+
 func newIssuerCmd() *cobra.Command {
+	var f issuerFlags
 	cmd := &cobra.Command{
-		Use:   "issuer",
+		Use:   "issuer --config issuer.yaml [flags] | issuer ca|join-token ...",
 		Short: "Athenz-compatible certificate authority and token service",
-		Long: `The issuer is athenz-mesh's certificate authority and token service: it speaks the Athenz
-ZTS REST API, so Athenz's own tools and libraries work against it, attests workloads and
-signs short-lived X.509 identities for them.
+		Long: `The issuer is athenz-mesh's certificate authority and token service. With --config it serves
+the Athenz ZTS REST API over HTTPS under /zts/v1, so Athenz's own tools and libraries
+(zts-svccert, zts-rolecert, zts-accesstoken, zpe-updater, SIA, the ZTS Go client) work
+against it: instance registration and refresh with attestation, role certificates, access
+and role tokens, signed policy data, JWKS, CA bundles, and the OPA bundle for authz.
 
-  ca   create, rotate and inspect the issuer's CA: init, rotate, show
+  ca          create, rotate and inspect the issuer's CA: init, rotate, show
+  join-token  create one-time join tokens for the join_token providers
 
-The issuer server itself ('athenz-mesh issuer --config FILE') is being built. See
-docs/issuer-ca.md for the CA, its files and the certificate profile.`,
+The domain files (Athenz ZMS DomainData) say which provider may launch which service, who
+holds which role and which public keys services registered; they are reloaded when they
+change. /metrics, /healthz and /readyz are served on the metrics address. SIGINT or
+SIGTERM stops gracefully. See docs/issuer.md for every config field and route, and
+docs/issuer-ca.md for the CA.
+
+Exit status: 0 after a clean stop (or a valid config with --check-config); 2 when the
+server could not start or failed.`,
+		Example: `  athenz-mesh issuer --config /etc/athenz-mesh/issuer.yaml
+  athenz-mesh issuer --config issuer.yaml --listen 0.0.0.0:4443 --check-config
+  athenz-mesh issuer ca init --dir /var/lib/athenz-mesh/issuer/ca`,
 		Args:                  cobra.ArbitraryArgs,
 		DisableFlagsInUseLine: true,
 		// As for 'policy': a mistyped subcommand must not print help and exit 0.
@@ -23,9 +55,76 @@ docs/issuer-ca.md for the CA, its files and the certificate profile.`,
 			if len(args) > 0 {
 				return usageErrorf("unknown command %q for %q", args[0], cmd.CommandPath())
 			}
-			return cmd.Help()
+			if f.config == "" {
+				if cmd.Flags().NFlag() > 0 {
+					return usageErrorf("--config is required: the issuer config file")
+				}
+				return cmd.Help()
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			return runIssuer(ctx, cmd, cmd.OutOrStdout(), cmd.ErrOrStderr(), f)
 		},
 	}
-	cmd.AddCommand(newIssuerCACmd())
+	fl := cmd.Flags()
+	fl.StringVarP(&f.config, "config", "c", "", "issuer config file (YAML); required to serve")
+	fl.StringVar(&f.listen, "listen", "", "HTTPS address of the ZTS API, overriding listen.address (config default "+issuer.DefaultListenAddr+")")
+	fl.StringVar(&f.metricsAddr, "metrics-addr", "", `metrics and health address, overriding listen.metrics ("off" to disable; config default `+issuer.DefaultMetricsAddr+")")
+	fl.BoolVar(&f.checkOnly, "check-config", false, "validate the config and load the domain files, then exit without serving (creates nothing, binds no port)")
+	cmd.AddCommand(newIssuerCACmd(), newIssuerJoinTokenCmd())
 	return cmd
+}
+
+// loadIssuerConfig reads the config file and applies the flags that were given.
+func loadIssuerConfig(cmd *cobra.Command, f issuerFlags) (issuer.Config, error) {
+	if f.config == "" {
+		return issuer.Config{}, usageErrorf("--config is required: the issuer config file")
+	}
+	cfg, err := issuer.LoadConfig(f.config)
+	if err != nil {
+		return issuer.Config{}, failed(err)
+	}
+	if cmd != nil && cmd.Flags().Changed("listen") {
+		cfg.Listen.Address = f.listen
+	}
+	if cmd != nil && cmd.Flags().Changed("metrics-addr") {
+		cfg.Listen.Metrics = f.metricsAddr
+	}
+	if err := cfg.Validate(); err != nil {
+		if ce, ok := err.(*issuer.ConfigError); ok {
+			ce.File = f.config
+		}
+		return issuer.Config{}, failed(err)
+	}
+	return cfg, nil
+}
+
+// runIssuer serves until ctx is done.
+func runIssuer(ctx context.Context, cmd *cobra.Command, stdout, stderr io.Writer, f issuerFlags) error {
+	cfg, err := loadIssuerConfig(cmd, f)
+	if err != nil {
+		return err
+	}
+	if f.checkOnly {
+		if err := issuer.Preflight(cfg); err != nil {
+			return failed(err)
+		}
+		fmt.Fprintf(stdout, "%s: config OK\n", f.config)
+		return nil
+	}
+	log, err := authz.NewLogger(authz.LogConfig{Level: cfg.Log.Level, Format: cfg.Log.Format}, stderr)
+	if err != nil {
+		return failed(err)
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	srv, err := issuer.New(cfg, issuer.Deps{Logger: log, Registry: reg})
+	if err != nil {
+		return failed(err)
+	}
+	defer srv.Close()
+	if err := srv.Run(ctx); err != nil {
+		return failed(fmt.Errorf("issuer: %w", err))
+	}
+	return nil
 }

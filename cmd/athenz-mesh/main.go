@@ -1,6 +1,7 @@
-// Command athenz-mesh is the one athenz-mesh binary: the ext_authz server (`authz`), the
-// issuer's CA tooling (`issuer ca`), and the policy compiler and checker (`policy`); the
-// issuer server, the agent and the all-in-one dev mode are being built (see README.md).
+// Command athenz-mesh is the one athenz-mesh binary: the ZTS-compatible issuer (`issuer`,
+// with its CA tooling under `issuer ca`), the ext_authz server (`authz`), and the policy
+// compiler and checker (`policy`); the agent and the all-in-one dev mode are being built
+// (see README.md).
 //
 // Exit status: 0 on success, 1 when the answer is "no" (a denied check, a failed test case,
 // a bundle that fails verification), 2 when the command could not run (bad flags or input).
@@ -73,9 +74,9 @@ func newRootCmd() *cobra.Command {
 		Long: `athenz-mesh brings Athenz service identity and role-based authorization to Envoy and Istio.
 One binary: Athenz-compatible issuer, node agent (SDS), ext_authz server and policy compiler.
 
-Available today: authz (the Envoy ext_authz server), issuer ca (init, rotate, show), policy
-(compile, verify, check, test) and version. The issuer server, the agent and the dev mode
-are being built.` + exitStatusHelp,
+Available today: issuer (the ZTS-compatible CA and token service, and issuer ca init,
+rotate, show), authz (the Envoy ext_authz server), policy (compile, verify, check, test) and
+version. The agent and the dev mode are being built.` + exitStatusHelp,
 		SilenceErrors: true,
 		SilenceUsage:  true,
 	}
