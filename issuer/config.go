@@ -1,15 +1,12 @@
 package issuer
 
 import (
-	"bytes"
-	"errors"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 	"time"
 
-	"gopkg.in/yaml.v3"
+	"github.com/athenz-mesh/athenz-mesh/internal/yamlconfig"
 )
 
 // Config is the issuer.yaml file. Every field documents what its zero value means; the
@@ -308,17 +305,13 @@ func (e *ConfigError) Error() string {
 
 // LoadConfig reads and strictly decodes path (see DecodeConfig). It does not Validate.
 func LoadConfig(path string) (Config, error) {
-	raw, err := os.ReadFile(path)
+	var cfg Config
+	problems, err := yamlconfig.Load(path, &cfg)
 	if err != nil {
 		return Config{}, fmt.Errorf("read issuer config: %w", err)
 	}
-	cfg, err := DecodeConfig(bytes.NewReader(raw))
-	if err != nil {
-		var ce *ConfigError
-		if errors.As(err, &ce) {
-			ce.File = path
-		}
-		return Config{}, err
+	if problems != nil {
+		return Config{}, &ConfigError{File: path, Problems: problems}
 	}
 	return cfg, nil
 }
@@ -328,21 +321,8 @@ func LoadConfig(path string) (Config, error) {
 // Config.
 func DecodeConfig(r io.Reader) (Config, error) {
 	var cfg Config
-	dec := yaml.NewDecoder(r)
-	dec.KnownFields(true)
-	if err := dec.Decode(&cfg); err != nil {
-		if errors.Is(err, io.EOF) {
-			return Config{}, nil
-		}
-		var te *yaml.TypeError
-		if errors.As(err, &te) {
-			return Config{}, &ConfigError{Problems: te.Errors}
-		}
-		return Config{}, &ConfigError{Problems: []string{err.Error()}}
-	}
-	var extra yaml.Node
-	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
-		return Config{}, &ConfigError{Problems: []string{fmt.Sprintf("line %d: a second YAML document; the config is one document", extra.Line)}}
+	if problems := yamlconfig.Decode(r, &cfg); problems != nil {
+		return Config{}, &ConfigError{Problems: problems}
 	}
 	return cfg, nil
 }

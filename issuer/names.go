@@ -54,6 +54,23 @@ func pathNames(r *http.Request) (domain, service string, err error) {
 	return domain, service, nil
 }
 
+// instancePath reads and checks the {provider}, {domain}, {service} and {instanceId} path
+// values of an instance route and records them in the request's audit record.
+func instancePath(r *http.Request) (provider, domain, service, instanceID string, err error) {
+	if provider, err = checkProvider(r.PathValue("provider"), "provider"); err != nil {
+		return "", "", "", "", err
+	}
+	if domain, service, err = pathNames(r); err != nil {
+		return "", "", "", "", err
+	}
+	if instanceID, err = checkInstanceID(r.PathValue("instanceId")); err != nil {
+		return "", "", "", "", err
+	}
+	ri := info(r)
+	ri.provider, ri.domain, ri.service, ri.instance = provider, domain, service, instanceID
+	return provider, domain, service, instanceID, nil
+}
+
 // csrInstanceID returns the instance id and provider a CSR names in its
 // athenz://instanceid/<provider>/<id> URI, or the id of its legacy DNS form
 // (<id>.instanceid.athenz.<suffix>) with an empty provider. Malformed or conflicting

@@ -18,19 +18,10 @@ import (
 // never), and the provider must still be allowed to launch the service.
 func (s *Server) handleInstanceRefresh(w http.ResponseWriter, r *http.Request) error {
 	ri := info(r)
-	providerName, err := checkProvider(r.PathValue("provider"), "provider")
+	providerName, domain, service, instanceID, err := instancePath(r)
 	if err != nil {
 		return err
 	}
-	domain, service, err := pathNames(r)
-	if err != nil {
-		return err
-	}
-	instanceID, err := checkInstanceID(r.PathValue("instanceId"))
-	if err != nil {
-		return err
-	}
-	ri.provider, ri.domain, ri.service, ri.instance = providerName, domain, service, instanceID
 	snap := s.snap()
 	c, err := s.authenticate(r, snap, false, false)
 	if err != nil {

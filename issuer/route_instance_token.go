@@ -15,19 +15,10 @@ import (
 // JWS signed with the ZTS key, good once, for 30 minutes, for exactly this instance.
 func (s *Server) handleInstanceRegisterToken(w http.ResponseWriter, r *http.Request) error {
 	ri := info(r)
-	providerName, err := checkProvider(r.PathValue("provider"), "provider")
+	providerName, domain, service, instanceID, err := instancePath(r)
 	if err != nil {
 		return err
 	}
-	domain, service, err := pathNames(r)
-	if err != nil {
-		return err
-	}
-	instanceID, err := checkInstanceID(r.PathValue("instanceId"))
-	if err != nil {
-		return err
-	}
-	ri.provider, ri.domain, ri.service, ri.instance = providerName, domain, service, instanceID
 	snap := s.snap()
 	c, err := s.requireCaller(r, snap, true)
 	if err != nil {

@@ -2,14 +2,13 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spf13/cobra"
 
 	"github.com/athenz-mesh/athenz-mesh/authz"
@@ -110,25 +109,14 @@ func runAuthz(ctx context.Context, cmd *cobra.Command, stdout, stderr io.Writer,
 	if err != nil {
 		return err
 	}
-	if f.checkOnly {
-		if err := authz.Preflight(cfg); err != nil {
-			return failed(err)
-		}
-		fmt.Fprintf(stdout, "%s: config OK\n", f.config)
-		return nil
-	}
-	log, err := authz.NewLogger(cfg.Log, stderr)
-	if err != nil {
-		return failed(err)
-	}
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	srv, err := authz.New(cfg, authz.Deps{Logger: log, Registry: reg})
-	if err != nil {
-		return failed(err)
-	}
-	if err := srv.Run(ctx); err != nil {
-		return failed(fmt.Errorf("authz: %w", err))
-	}
-	return nil
+	return serve(ctx, stdout, stderr, serveSpec{
+		name:      "authz",
+		config:    f.config,
+		checkOnly: f.checkOnly,
+		preflight: func() error { return authz.Preflight(cfg) },
+		log:       cfg.Log,
+		build: func(log *slog.Logger, reg *prometheus.Registry) (server, error) {
+			return authz.New(cfg, authz.Deps{Logger: log, Registry: reg})
+		},
+	})
 }

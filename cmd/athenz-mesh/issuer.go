@@ -2,14 +2,13 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spf13/cobra"
 
 	"github.com/athenz-mesh/athenz-mesh/authz"
@@ -105,26 +104,14 @@ func runIssuer(ctx context.Context, cmd *cobra.Command, stdout, stderr io.Writer
 	if err != nil {
 		return err
 	}
-	if f.checkOnly {
-		if err := issuer.Preflight(cfg); err != nil {
-			return failed(err)
-		}
-		fmt.Fprintf(stdout, "%s: config OK\n", f.config)
-		return nil
-	}
-	log, err := authz.NewLogger(authz.LogConfig{Level: cfg.Log.Level, Format: cfg.Log.Format}, stderr)
-	if err != nil {
-		return failed(err)
-	}
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	srv, err := issuer.New(cfg, issuer.Deps{Logger: log, Registry: reg})
-	if err != nil {
-		return failed(err)
-	}
-	defer srv.Close()
-	if err := srv.Run(ctx); err != nil {
-		return failed(fmt.Errorf("issuer: %w", err))
-	}
-	return nil
+	return serve(ctx, stdout, stderr, serveSpec{
+		name:      "issuer",
+		config:    f.config,
+		checkOnly: f.checkOnly,
+		preflight: func() error { return issuer.Preflight(cfg) },
+		log:       authz.LogConfig{Level: cfg.Log.Level, Format: cfg.Log.Format},
+		build: func(log *slog.Logger, reg *prometheus.Registry) (server, error) {
+			return issuer.New(cfg, issuer.Deps{Logger: log, Registry: reg})
+		},
+	})
 }
