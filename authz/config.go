@@ -252,6 +252,28 @@ type MappingConfig struct {
 	// Namespaces maps a Kubernetes namespace to the Athenz domain of Istio identities
 	// spiffe://<td>/ns/<namespace>/sa/<sa>.
 	Namespaces map[string]string `yaml:"namespaces"`
+	// Routes are request rules tried in order (host, path prefix, gRPC service and
+	// method); the first that matches sets the domain, action and entity it names. Nil:
+	// no rules. See policy.Route.
+	Routes []RouteConfig `yaml:"routes"`
+}
+
+// RouteConfig is policy.Route in the config file. Empty conditions match every request;
+// empty results fall through to Hosts/DefaultDomain, the method and the path.
+type RouteConfig struct {
+	// Host matches the lower-case request host, with or without its port. Empty: any.
+	Host string `yaml:"host"`
+	// PathPrefix matches the path without its query string. Empty: any.
+	PathPrefix string `yaml:"path_prefix"`
+	// GRPCService matches gRPC paths /<service>/<method>. Empty: any request.
+	GRPCService string `yaml:"grpc_service"`
+	// GRPCMethod narrows GRPCService to one method. Empty: every method.
+	GRPCMethod string `yaml:"grpc_method"`
+	// Domain, Action and Resource (the entity after "<domain>:") are what the rule sets.
+	// Empty: not set by this rule.
+	Domain   string `yaml:"domain"`
+	Action   string `yaml:"action"`
+	Resource string `yaml:"resource"`
 }
 
 // Mapping returns the policy form.
@@ -259,7 +281,11 @@ func (m *MappingConfig) Mapping() *policy.Mapping {
 	if m == nil {
 		return nil
 	}
-	return &policy.Mapping{DefaultDomain: m.DefaultDomain, Hosts: m.Hosts, Principals: m.Principals, Namespaces: m.Namespaces}
+	out := &policy.Mapping{DefaultDomain: m.DefaultDomain, Hosts: m.Hosts, Principals: m.Principals, Namespaces: m.Namespaces}
+	for _, r := range m.Routes {
+		out.Routes = append(out.Routes, policy.Route(r))
+	}
+	return out
 }
 
 // DecisionLogConfig configures the decision log: one JSON line per sampled decision, with

@@ -38,10 +38,71 @@ type Mapping struct {
 	// Principals maps a source principal (the peer's SPIFFE ID, exactly as Envoy reports
 	// it) to an Athenz principal, ahead of the naming rules. Nil: only the naming rules.
 	Principals map[string]string `json:"principals,omitempty"`
+	// Routes are request rules tried in order: the first whose every non-empty condition
+	// holds supplies the domain, action and entity it sets, ahead of Hosts and of the
+	// method and path (the route's context extensions still win). Nil: no rules.
+	Routes []Route `json:"routes,omitempty"`
 	// Namespaces maps a Kubernetes namespace to an Athenz domain, so that an Istio identity
 	// spiffe://<trust domain>/ns/<namespace>/sa/<sa> whose service account has no dot
 	// becomes the principal "<domain>.<sa>". Nil: such identities are unknown.
 	Namespaces map[string]string `json:"namespaces,omitempty"`
+}
+
+// Route is one request rule of a Mapping. Conditions left empty match every request; a
+// Route without conditions matches all of them (a catch-all at the end of the list).
+type Route struct {
+	// Host matches the lower-case request host, as sent or without its ":<port>".
+	Host string `json:"host,omitempty"`
+	// PathPrefix matches when the path, without its query string, starts with it.
+	PathPrefix string `json:"path_prefix,omitempty"`
+	// GRPCService matches gRPC requests, whose path is "/<service>/<method>", for this
+	// fully qualified service (for example "shop.v1.Orders").
+	GRPCService string `json:"grpc_service,omitempty"`
+	// GRPCMethod, with GRPCService, narrows the match to one method.
+	GRPCMethod string `json:"grpc_method,omitempty"`
+
+	// Domain, Action and Resource (the entity after "<domain>:") are what the rule sets;
+	// each left empty falls through to the next source (Hosts and DefaultDomain, the
+	// method, the path).
+	Domain   string `json:"domain,omitempty"`
+	Action   string `json:"action,omitempty"`
+	Resource string `json:"resource,omitempty"`
+}
+
+// matches reports whether the route's conditions hold for a request with the given
+// lower-case host and query-less path.
+func (rt *Route) matches(host, path string) bool {
+	if rt.Host != "" && rt.Host != host && rt.Host != stripPort(host) {
+		return false
+	}
+	if rt.PathPrefix != "" && !strings.HasPrefix(path, rt.PathPrefix) {
+		return false
+	}
+	if rt.GRPCService != "" {
+		svc, method, ok := strings.Cut(strings.TrimPrefix(path, "/"), "/")
+		if !strings.HasPrefix(path, "/") || !ok || strings.Contains(method, "/") || svc != rt.GRPCService {
+			return false
+		}
+		if rt.GRPCMethod != "" && method != rt.GRPCMethod {
+			return false
+		}
+	}
+	return true
+}
+
+// route returns the first route matching r, or nil.
+func (m *Mapping) route(r EnvoyRequest) *Route {
+	if len(m.Routes) == 0 {
+		return nil
+	}
+	host := strings.ToLower(r.Host)
+	path, _, _ := strings.Cut(r.Path, "?")
+	for i := range m.Routes {
+		if m.Routes[i].matches(host, path) {
+			return &m.Routes[i]
+		}
+	}
+	return nil
 }
 
 // EnvoyRequest is the part of an Envoy CheckRequest that request mapping reads.
@@ -83,11 +144,13 @@ func (m MappedRequest) Request(at time.Time) Request {
 //     "<domain>.<service>"; else spiffe://<td>/ns/<ns>/sa/<sa> gives <sa> when it
 //     contains a dot (the Athenz "domain.service" form) and "<Namespaces[ns]>.<sa>"
 //     otherwise; anything else is unknown.
-//   - domain: context extension athenz.domain; else Hosts[lower(host)]; else Hosts of the
-//     host without ":<port>"; else DefaultDomain.
-//   - action: context extension athenz.action; else the lower-cased method.
-//   - resource: "<domain>:" + (context extension athenz.resource, else the path up to
-//     its first "?").
+//   - route: the first of Routes whose conditions hold (see Route), if any;
+//   - domain: context extension athenz.domain; else the route's Domain; else
+//     Hosts[lower(host)]; else Hosts of the host without ":<port>"; else DefaultDomain.
+//   - action: context extension athenz.action; else the route's Action; else the
+//     lower-cased method.
+//   - resource: "<domain>:" + (context extension athenz.resource, else the route's
+//     Resource, else the path up to its first "?").
 //
 // Empty strings in context extensions and tables count as absent. m may be nil.
 func (m *Mapping) Map(r EnvoyRequest) (MappedRequest, Reason) {
@@ -98,15 +161,25 @@ func (m *Mapping) Map(r EnvoyRequest) (MappedRequest, Reason) {
 	if !ok {
 		return MappedRequest{}, ReasonUnknownPrincipal
 	}
-	domain := m.domain(r)
+	rt := m.route(r)
+	if rt == nil {
+		rt = &Route{}
+	}
+	domain := m.domain(r, rt)
 	if domain == "" {
 		return MappedRequest{}, ReasonInvalid
 	}
 	action := r.ContextExtensions[ContextAction]
 	if action == "" {
+		action = rt.Action
+	}
+	if action == "" {
 		action = strings.ToLower(r.Method)
 	}
 	entity := r.ContextExtensions[ContextResource]
+	if entity == "" {
+		entity = rt.Resource
+	}
 	if entity == "" {
 		entity, _, _ = strings.Cut(r.Path, "?")
 	}
@@ -142,9 +215,12 @@ func (m *Mapping) Principal(source string) (string, bool) {
 }
 
 // domain resolves the request's domain, "" when nothing names one.
-func (m *Mapping) domain(r EnvoyRequest) string {
+func (m *Mapping) domain(r EnvoyRequest, rt *Route) string {
 	if d := r.ContextExtensions[ContextDomain]; d != "" {
 		return d
+	}
+	if rt.Domain != "" {
+		return rt.Domain
 	}
 	host := strings.ToLower(r.Host)
 	if d := m.Hosts[host]; d != "" {
@@ -211,6 +287,21 @@ func (m *Mapping) Validate() error {
 		}
 		return ""
 	})
+	for i, rt := range m.Routes {
+		at := fmt.Sprintf("routes[%d]", i)
+		switch {
+		case rt.Domain == "" && rt.Action == "" && rt.Resource == "":
+			problems = append(problems, at+": sets nothing; give at least one of domain, action, resource")
+		case rt.GRPCMethod != "" && rt.GRPCService == "":
+			problems = append(problems, at+": grpc_method needs grpc_service")
+		case rt.PathPrefix != "" && !strings.HasPrefix(rt.PathPrefix, "/"):
+			problems = append(problems, at+fmt.Sprintf(": path_prefix %q must start with /", rt.PathPrefix))
+		case strings.ToLower(rt.Host) != rt.Host:
+			problems = append(problems, at+fmt.Sprintf(": host %q must be lower-case", rt.Host))
+		case strings.ContainsAny(rt.GRPCService+rt.GRPCMethod, "/"):
+			problems = append(problems, at+": grpc_service and grpc_method are names, without \"/\"")
+		}
+	}
 	if len(problems) > 0 {
 		return fmt.Errorf("mapping: %s", strings.Join(problems, "; "))
 	}

@@ -147,6 +147,8 @@ host := lower(http_field("host"))
 domain := d if {
 	d := extension("athenz.domain")
 } else := d if {
+	d := route_set("domain")
+} else := d if {
 	d := configured("hosts", host)
 } else := d if {
 	d := configured("hosts", regex.replace(host, `:[0-9]+$`, ""))
@@ -158,15 +160,92 @@ domain := d if {
 
 action := a if {
 	a := extension("athenz.action")
+} else := a if {
+	a := route_set("action")
 } else := lower(http_field("method"))
 
 resource := concat(":", [domain, entity])
 
 entity := e if {
 	e := extension("athenz.resource")
-} else := p if {
+} else := e if {
+	e := route_set("resource")
+} else := path_no_query
+
+path_no_query := p if {
 	path := http_field("path")
 	i := indexof(path, "?")
 	i >= 0
 	p := substring(path, 0, i)
 } else := http_field("path")
+
+# --- route rules (policy.Mapping.Routes): the first matching rule ------------------------
+
+routes := r if {
+	r := config.routes
+	is_array(r)
+} else := []
+
+# rfield(r, k) is a route's field, "" when absent or not a string.
+rfield(r, k) := v if {
+	v := r[k]
+	is_string(v)
+} else := ""
+
+route_index := min({i | some i; route_matches(routes[i])})
+
+route := routes[route_index]
+
+# route_set(k) is what the matching route sets for k, when it sets something.
+route_set(k) := v if {
+	v := rfield(route, k)
+	v != ""
+}
+
+route_matches(r) if {
+	route_host_ok(r)
+	route_prefix_ok(r)
+	route_grpc_ok(r)
+}
+
+route_host_ok(r) if rfield(r, "host") == ""
+
+route_host_ok(r) if {
+	h := rfield(r, "host")
+	h != ""
+	h == host
+}
+
+route_host_ok(r) if {
+	h := rfield(r, "host")
+	h != ""
+	h == regex.replace(host, `:[0-9]+$`, "")
+}
+
+route_prefix_ok(r) if rfield(r, "path_prefix") == ""
+
+route_prefix_ok(r) if {
+	p := rfield(r, "path_prefix")
+	p != ""
+	startswith(path_no_query, p)
+}
+
+grpc_parts := split(substring(path_no_query, 1, -1), "/") if startswith(path_no_query, "/")
+
+route_grpc_ok(r) if rfield(r, "grpc_service") == ""
+
+route_grpc_ok(r) if {
+	s := rfield(r, "grpc_service")
+	s != ""
+	count(grpc_parts) == 2
+	grpc_parts[0] == s
+	grpc_method_ok(r)
+}
+
+grpc_method_ok(r) if rfield(r, "grpc_method") == ""
+
+grpc_method_ok(r) if {
+	m := rfield(r, "grpc_method")
+	m != ""
+	grpc_parts[1] == m
+}
