@@ -357,6 +357,9 @@ func (s *Store) load(data []byte, origin string) bool {
 		s.fail("invalid", fmt.Errorf("bundle from %s refused: %w", origin, err))
 		return true
 	}
+	// The evaluator holds its own compact membership index; the decoded maps are most of
+	// a large bundle's heap and the server never reads them again.
+	b.Compiled.ReleaseMembers()
 	now := s.now()
 	snap := &Snapshot{Evaluator: ev, Revision: b.Revision, Signed: b.Signed && len(s.keys) > 0, KeyID: b.KeyID, LoadedAt: now}
 	if s.prepare != nil {

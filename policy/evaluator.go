@@ -22,10 +22,60 @@ type domainIndex struct {
 	*CompiledDomain
 	// prefixesByRole holds the wildcard members of each role.
 	prefixesByRole map[string][]PrefixMember
+	// Direct memberships, pointer-free so that a million members cost the garbage
+	// collector almost nothing to scan: principals maps a principal to a span of grants
+	// (start<<32 | count), and each grant names its role by index into roleNames.
+	principals map[string]uint64
+	grants     []grant
+	roleIDs    map[string]int32
+	roleNames  []string
 	// actions indexes the literal actions; globActions groups the glob-action assertions
 	// by action pattern, each group indexed by resource like a literal action.
 	actions     map[string]*actionIdx
 	globActions []globAction
+}
+
+// grant is one direct membership: a role (index into roleNames) and its expiry. A
+// principal holds each role at most once (Compile merges paths to the same role).
+type grant struct {
+	role int32
+	exp  int64
+}
+
+// memberships returns the principal's direct memberships.
+func (di *domainIndex) memberships(principal string) []grant {
+	span, ok := di.principals[principal]
+	if !ok {
+		return nil
+	}
+	start, n := span>>32, span&0xffffffff
+	return di.grants[start : start+n : start+n]
+}
+
+// indexMembers builds the pointer-free membership index from the snapshot's map form.
+func (di *domainIndex) indexMembers(members map[string]map[string]int64) {
+	di.roleIDs = make(map[string]int32)
+	di.principals = make(map[string]uint64, len(members))
+	total := 0
+	for _, roles := range members {
+		total += len(roles)
+	}
+	di.grants = make([]grant, 0, total)
+	for p, roles := range members {
+		start := len(di.grants)
+		for role, exp := range roles {
+			id, ok := di.roleIDs[role]
+			if !ok {
+				id = int32(len(di.roleNames))
+				di.roleIDs[role] = id
+				di.roleNames = append(di.roleNames, role)
+			}
+			di.grants = append(di.grants, grant{role: id, exp: exp})
+		}
+		span := di.grants[start:]
+		slices.SortFunc(span, func(a, b grant) int { return int(a.role) - int(b.role) })
+		di.principals[p] = uint64(start)<<32 | uint64(len(di.grants)-start)
+	}
 }
 
 type globAction struct {
@@ -109,6 +159,7 @@ func indexDomain(cd *CompiledDomain) *domainIndex {
 	for _, p := range cd.Prefixes {
 		di.prefixesByRole[p.Role] = append(di.prefixesByRole[p.Role], p)
 	}
+	di.indexMembers(cd.Members)
 	for action, ca := range cd.Actions {
 		ai := &actionIdx{}
 		for _, list := range ca.Exact {
@@ -134,6 +185,21 @@ func indexDomain(cd *CompiledDomain) *domainIndex {
 	return di
 }
 
+// ReleaseMembers drops the snapshot's per-principal membership maps (the bulk of a large
+// snapshot's memory) once every Evaluator that needs them has been built: an Evaluator
+// indexes membership into its own compact, pointer-free form and never reads the maps
+// again. Afterwards the snapshot no longer describes membership: do not write it as a
+// bundle, hash it, or build another Evaluator from it. Meant for processes that only
+// decide, such as the authz server, which owns the snapshot it read from a bundle.
+func (c *Compiled) ReleaseMembers() {
+	for _, cd := range c.Domains {
+		if cd != nil {
+			cd.Members = nil
+			cd.encoded = nil
+		}
+	}
+}
+
 // Revision is the snapshot's revision.
 func (e *Evaluator) Revision() string { return e.compiled.Revision }
 
@@ -146,8 +212,8 @@ type caller struct {
 	principal string
 	now       int64
 	token     bool
-	roles     []string         // token mode only, lower-case
-	member    map[string]int64 // the principal's direct memberships in the domain
+	roles     []string // token mode only, lower-case
+	member    []grant  // the principal's direct memberships in the domain
 }
 
 // holds reports whether the caller holds role at its time, and until when (0: never
@@ -162,8 +228,13 @@ func (c *caller) holds(role string) (bool, int64) {
 		return false, 0
 	}
 	held, until := false, int64(0)
-	if exp, ok := c.member[role]; ok && valid(exp, c.now) {
-		held, until = true, exp
+	if id, ok := c.dom.roleIDs[role]; ok && len(c.member) > 0 {
+		// Each principal's grants are sorted by role: binary search, since a principal
+		// may hold a thousand roles.
+		i, found := slices.BinarySearchFunc(c.member, id, func(g grant, id int32) int { return int(g.role) - int(id) })
+		if found && valid(c.member[i].exp, c.now) {
+			held, until = true, c.member[i].exp
+		}
 	}
 	for _, p := range c.dom.prefixesByRole[role] {
 		if strings.HasPrefix(c.principal, p.Prefix) && valid(p.Expires, c.now) {
@@ -196,9 +267,9 @@ func (c *caller) holdsMatching(pattern string) (bool, int64) {
 		}
 		return held, until
 	}
-	for role, exp := range c.member {
-		if valid(exp, c.now) && matchGlob(pattern, role) {
-			note(exp)
+	for _, g := range c.member {
+		if valid(g.exp, c.now) && matchGlob(pattern, c.dom.roleNames[g.role]) {
+			note(g.exp)
 		}
 	}
 	for _, p := range c.dom.Prefixes {
@@ -249,7 +320,7 @@ func (e *Evaluator) decide(r *Request, d *Decision, matches *[]*CompiledAssertio
 	if c.token {
 		c.roles = lowerAll(r.Roles)
 	} else {
-		c.member = c.dom.Members[c.principal]
+		c.member = c.dom.memberships(c.principal)
 	}
 
 	var deny, allow *CompiledAssertion
@@ -307,8 +378,8 @@ func (c *caller) noMatchReason() Reason {
 		return ReasonNotMember
 	}
 	expired := false
-	for _, exp := range c.member {
-		if valid(exp, c.now) {
+	for _, g := range c.member {
+		if valid(g.exp, c.now) {
 			return ReasonNoMatch
 		}
 		expired = true
@@ -408,8 +479,8 @@ func (e *Evaluator) heldRoles(r *Request, domain string) []HeldRole {
 	}
 	now := r.Time.UnixNano()
 	principal := strings.ToLower(r.Principal)
-	for role, exp := range dom.Members[principal] {
-		out = append(out, HeldRole{Role: role, Expires: untilTime(exp), Expired: !valid(exp, now), Via: "member"})
+	for _, g := range dom.memberships(principal) {
+		out = append(out, HeldRole{Role: dom.roleNames[g.role], Expires: untilTime(g.exp), Expired: !valid(g.exp, now), Via: "member"})
 	}
 	for _, p := range dom.Prefixes {
 		if strings.HasPrefix(principal, p.Prefix) {

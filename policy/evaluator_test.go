@@ -247,3 +247,38 @@ func matchString(a *CompiledAssertion) string {
 	}
 	return a.Policy + "/" + a.Role + "/" + a.Action + "/" + a.Resource
 }
+
+// After ReleaseMembers the evaluator must decide exactly as before: it keeps its own
+// membership index.
+func TestReleaseMembersKeepsDecisions(t *testing.T) {
+	c, err := Compile(testDomains(), CompileOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := NewEvaluator(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reqs := []Request{
+		{Principal: "sports.api", Action: "read", Resource: "sports:scores", Time: t0},
+		{Principal: "user.temp", Action: "read", Resource: "sports:scores", Time: t0},
+		{Principal: "user.old", Action: "read", Resource: "sports:scores", Time: t0},
+		{Principal: "sports.api", Action: "write", Resource: "sports:scores", Time: t0},
+		{Principal: "media.cms", Action: "read", Resource: "sports:shared", Time: t0},
+	}
+	var before []Decision
+	for _, r := range reqs {
+		before = append(before, e.Decide(r))
+	}
+	c.ReleaseMembers()
+	for _, cd := range c.Domains {
+		if cd.Members != nil {
+			t.Fatal("ReleaseMembers left a membership map")
+		}
+	}
+	for i, r := range reqs {
+		if got := e.Decide(r); got != before[i] {
+			t.Errorf("%+v: after ReleaseMembers %+v, before %+v", r, got, before[i])
+		}
+	}
+}
