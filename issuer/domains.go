@@ -43,6 +43,76 @@ func (s *snapshot) hasDomain(domain string) bool {
 	return ok
 }
 
+// expiryCap converts an Athenz expiry limit in minutes to a lifetime cap; 0 (or less)
+// is no cap.
+func expiryCap(mins int32) time.Duration {
+	if mins <= 0 {
+		return 0
+	}
+	return time.Duration(mins) * time.Minute
+}
+
+// capLifetime lowers d to limit when limit is set (positive); it never raises d.
+func capLifetime(d, limit time.Duration) time.Duration {
+	if limit > 0 && limit < d {
+		return limit
+	}
+	return d
+}
+
+// role returns the role of domain with the short name role, nil when there is none.
+func (s *snapshot) role(domain, role string) *policy.Role {
+	d := s.domains[domain]
+	if d == nil {
+		return nil
+	}
+	full := athenz.JoinRoleName(domain, role)
+	for _, r := range d.Roles {
+		if strings.EqualFold(r.Name, full) {
+			return r
+		}
+	}
+	return nil
+}
+
+// serviceCertCap is the domain's serviceCertExpiryMins as a cap (0: none).
+func (s *snapshot) serviceCertCap(domain string) time.Duration {
+	if d := s.domains[domain]; d != nil {
+		return expiryCap(d.ServiceCertExpiryMins)
+	}
+	return 0
+}
+
+// roleCertCap is the role's certExpiryMins, else the domain's roleCertExpiryMins, as a
+// cap (0: none).
+func (s *snapshot) roleCertCap(domain, role string) time.Duration {
+	if r := s.role(domain, role); r != nil && r.CertExpiryMins > 0 {
+		return expiryCap(r.CertExpiryMins)
+	}
+	if d := s.domains[domain]; d != nil {
+		return expiryCap(d.RoleCertExpiryMins)
+	}
+	return 0
+}
+
+// tokenCap is the smallest tokenExpiryMins among roles (short names), else the domain's
+// tokenExpiryMins, as a cap (0: none).
+func (s *snapshot) tokenCap(domain string, roles []string) time.Duration {
+	var out time.Duration
+	for _, name := range roles {
+		if r := s.role(domain, name); r != nil {
+			out = capValidity(out, expiryCap(r.TokenExpiryMins))
+		}
+	}
+	if out > 0 {
+		return out
+	}
+	if d := s.domains[domain]; d != nil {
+		return expiryCap(d.TokenExpiryMins)
+	}
+	return 0
+}
+
 // ServicePublicKey implements ntoken.ServiceKeys from the domain data.
 func (s *snapshot) ServicePublicKey(domain, service, keyID string) (crypto.PublicKey, bool) {
 	k, ok := s.keys[athenz.Principal(domain, service)][keyID]

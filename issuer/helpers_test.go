@@ -45,7 +45,7 @@ var (
 func serviceKey(principal string) crypto.Signer {
 	keysOnce.Do(func() {
 		testKeys = map[string]crypto.Signer{}
-		for _, p := range []string{"sports.api", "sports.ops", "sports.web", "weather.temp", "other.key"} {
+		for _, p := range []string{"sports.api", "sports.ops", "sports.web", "weather.temp", "other.key", "limits.api"} {
 			k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 			if err != nil {
 				panic(err)

@@ -67,6 +67,7 @@ func (s *Server) issueRoleCert(w http.ResponseWriter, r *http.Request, route, wa
 		return nil, csrError(err)
 	}
 	issueReq.Validity = time.Duration(req.ExpiryTime) * time.Minute
+	issueReq.MaxValidity = snap.roleCertCap(domain, role)
 	issued, err := s.issue(r, issueReq, record{
 		kind: store.KindRole, domain: c.domain, service: c.service, roleName: athenz.JoinRoleName(domain, role),
 	})

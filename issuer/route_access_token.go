@@ -72,6 +72,7 @@ func (s *Server) handleAccessToken(w http.ResponseWriter, r *http.Request) error
 	if len(granted) == 0 {
 		return forbidden(reasonNotMember, "%s holds none of the requested roles in domain %s", c.principal, sc.domain)
 	}
+	lifetime = capLifetime(lifetime, snap.tokenCap(sc.domain, granted))
 	now := s.now()
 	jti, err := newUUID()
 	if err != nil {

@@ -81,7 +81,7 @@ func (s *Server) handleInstanceRefresh(w http.ResponseWriter, r *http.Request) e
 	if issueReq.Validity, err = minutes(req.ExpiryTime); err != nil {
 		return err
 	}
-	issueReq.MaxValidity = capValidity(prov.maxValidity, c.cert.NotAfter.Sub(c.cert.NotBefore))
+	issueReq.MaxValidity = capValidity(prov.maxValidity, c.cert.NotAfter.Sub(c.cert.NotBefore), snap.serviceCertCap(domain))
 	if err := s.store.UseOnce(r.Context(), refreshSource, presented, c.cert.NotAfter); err != nil {
 		if errors.Is(err, store.ErrAlreadyUsed) {
 			return forbidden(reasonNotRefreshable, "this certificate cannot be refreshed (it was registered with an n-token, or refreshed already); register again")

@@ -93,12 +93,12 @@ func (s *Server) handleInstanceRegister(w http.ResponseWriter, r *http.Request) 
 	if res.Namespace != "" {
 		namespace = res.Namespace
 	}
-	return s.registerIssue(w, r, &req, csr, prov, res, namespace)
+	return s.registerIssue(w, r, snap, &req, csr, prov, res, namespace)
 }
 
 // registerIssue checks the CSR against what the attestation proved, signs, records and
 // answers 201.
-func (s *Server) registerIssue(w http.ResponseWriter, r *http.Request, req *InstanceRegisterInformation, csr *x509.CertificateRequest, prov *provider, res *attestor.Result, namespace string) error {
+func (s *Server) registerIssue(w http.ResponseWriter, r *http.Request, snap *snapshot, req *InstanceRegisterInformation, csr *x509.CertificateRequest, prov *provider, res *attestor.Result, namespace string) error {
 	issueReq, err := ca.CheckServiceCSR(csr, s.serviceIdentity(res.Domain, res.Service, prov.name, res.InstanceID, namespace, res.DNSNames))
 	if err != nil {
 		return csrError(err)
@@ -106,7 +106,7 @@ func (s *Server) registerIssue(w http.ResponseWriter, r *http.Request, req *Inst
 	if issueReq.Validity, err = minutes(req.ExpiryTime); err != nil {
 		return err
 	}
-	issueReq.MaxValidity = capValidity(prov.maxValidity, res.MaxValidity)
+	issueReq.MaxValidity = capValidity(prov.maxValidity, res.MaxValidity, snap.serviceCertCap(res.Domain))
 	issued, err := s.issue(r, issueReq, record{
 		kind: store.KindService, provider: prov.name, domain: res.Domain, service: res.Service,
 		instanceID: res.InstanceID, hostname: req.Hostname,

@@ -15,7 +15,8 @@ import (
 // key) for the caller's roles in the domain. "role" is a comma list of short role names
 // (absent: every role held, marked c=1); roles not held are left out, none held is 403.
 // Lifetime: a positive maxExpiryTime (seconds) wins, else a minExpiryTime above the
-// default, else Tokens.RoleTokenLifetime; capped by Tokens.MaxLifetime.
+// default, else Tokens.RoleTokenLifetime; capped by Tokens.MaxLifetime and by the
+// smallest tokenExpiryMins of the granted roles, else the domain's.
 func (s *Server) handleRoleToken(w http.ResponseWriter, r *http.Request) error {
 	ri := info(r)
 	domain, err := checkDomain(r.PathValue("domain"), "domain")
@@ -57,6 +58,7 @@ func (s *Server) handleRoleToken(w http.ResponseWriter, r *http.Request) error {
 	if len(roles) == 0 {
 		return forbidden(reasonNotMember, "%s holds none of the requested roles in domain %s", c.principal, domain)
 	}
+	lifetime = capLifetime(lifetime, snap.tokenCap(domain, roles))
 	now := s.now()
 	tok, err := (&athenz.RoleToken{
 		Domain: domain, Roles: roles, CompleteRoleSet: complete, Principal: c.principal,

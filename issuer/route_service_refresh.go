@@ -81,6 +81,7 @@ func (s *Server) handleServiceRefresh(w http.ResponseWriter, r *http.Request) er
 	if issueReq.Validity, err = minutes(req.ExpiryTime); err != nil {
 		return err
 	}
+	issueReq.MaxValidity = snap.serviceCertCap(domain)
 	issued, err := s.issue(r, issueReq, record{kind: store.KindService, domain: domain, service: service})
 	if err != nil {
 		return err

@@ -214,12 +214,12 @@ func words(s string) map[string]bool {
 var (
 	ignoredSignedDomain = words("signature keyid")
 	ignoredDomain       = words(`description org enabled auditenabled account ypmid applicationid
-		certdnsdomain memberexpirydays tokenexpirymins servicecertexpirymins rolecertexpirymins
+		certdnsdomain memberexpirydays
 		signalgorithm serviceexpirydays groupexpirydays userauthorityfilter azuresubscription
 		azuretenant azureclient gcpproject gcpprojectnumber tags businessservice
 		memberpurgeexpirydays productid featureflags contacts environment resourceownership
 		x509certsignerkeyid sshcertsignerkeyid slackchannel entities`)
-	ignoredRole = words(`selfserve memberexpirydays tokenexpirymins certexpirymins signalgorithm
+	ignoredRole = words(`selfserve memberexpirydays signalgorithm
 		serviceexpirydays memberreviewdays servicereviewdays reviewenabled notifyroles
 		userauthorityfilter userauthorityexpiration groupexpirydays groupreviewdays tags
 		description auditenabled deleteprotection lastrevieweddate selfrenew selfrenewmins
@@ -261,6 +261,15 @@ func (d *decoder) fieldAt(obj any, name string, index int, v *yaml.Node, what st
 	s := d.str(v, what)
 	d.pos[fieldKey{obj, name, index}] = spot{v.Line, v.Column, len(d.probs) > before}
 	return s
+}
+
+// expiryMins decodes a 32-bit expiry limit in minutes and records its position under
+// name, flagged bad when the decoder reported it (so validation does not repeat that).
+func (d *decoder) expiryMins(obj any, name string, v *yaml.Node, what string) int32 {
+	before := len(d.probs)
+	m := int32(d.integer(v, what, 32))
+	d.pos[fieldKey{obj, name, -1}] = spot{v.Line, v.Column, len(d.probs) > before}
+	return m
 }
 
 // modified decodes an optional "modified" timestamp into dst.
@@ -320,6 +329,12 @@ func (d *decoder) domain(n *yaml.Node) *Domain {
 			dom.Policies = d.signedPolicies(v)
 		case "services":
 			d.list(v, "services", func(_ int, item *yaml.Node) { dom.Services = appendIf(dom.Services, d.service(item)) })
+		case "servicecertexpirymins":
+			dom.ServiceCertExpiryMins = d.expiryMins(dom, "serviceCertExpiryMins", v, "domain serviceCertExpiryMins")
+		case "rolecertexpirymins":
+			dom.RoleCertExpiryMins = d.expiryMins(dom, "roleCertExpiryMins", v, "domain roleCertExpiryMins")
+		case "tokenexpirymins":
+			dom.TokenExpiryMins = d.expiryMins(dom, "tokenExpiryMins", v, "domain tokenExpiryMins")
 		default:
 			return false
 		}
@@ -354,6 +369,10 @@ func (d *decoder) role(n *yaml.Node) *Role {
 					r.RoleMembers = append(r.RoleMembers, m)
 				}
 			})
+		case "certexpirymins":
+			r.CertExpiryMins = d.expiryMins(r, "certExpiryMins", v, "role certExpiryMins")
+		case "tokenexpirymins":
+			r.TokenExpiryMins = d.expiryMins(r, "tokenExpiryMins", v, "role tokenExpiryMins")
 		default:
 			return false
 		}

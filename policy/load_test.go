@@ -335,3 +335,53 @@ func TestMaxProblems(t *testing.T) {
 		t.Errorf("last problem = %q", last)
 	}
 }
+
+// TestExpiryLimits loads the domain and role expiry limits from the ZMS API JSON names
+// and the lower-case zms-cli YAML keys, and refuses negative ones at their position.
+func TestExpiryLimits(t *testing.T) {
+	type limits struct{ svc, roleCert, token, certR, tokenR int32 }
+	tests := []struct {
+		name, file, data string
+		want             limits
+		problem          string // the single expected problem, "" for none
+	}{
+		{"json", "d.json", `{"name": "d", "serviceCertExpiryMins": 1440, "roleCertExpiryMins": 720, "tokenExpiryMins": 60,
+  "roles": [{"name": "d:role.r", "certExpiryMins": 30, "tokenExpiryMins": 15}]}`,
+			limits{1440, 720, 60, 30, 15}, ""},
+		{"yaml zms-cli keys", "d.yaml", "name: d\nservicecertexpirymins: 1440\nrolecertexpirymins: 720\ntokenexpirymins: 60\n" +
+			"roles:\n- name: d:role.r\n  certexpirymins: 30\n  tokenexpirymins: 15\n",
+			limits{1440, 720, 60, 30, 15}, ""},
+		{"absent and null are no limit", "d.json", `{"name": "d", "tokenExpiryMins": null, "roles": [{"name": "d:role.r"}]}`,
+			limits{}, ""},
+		{"negative domain limit", "d.json", "{\"name\": \"d\",\n \"serviceCertExpiryMins\": -5}",
+			limits{}, `d.json:2:27: domain "d": serviceCertExpiryMins -5 is negative: want minutes, or 0 for no limit`},
+		{"negative role limit", "d.yaml", "name: d\nroles:\n- name: d:role.r\n  tokenexpirymins: -1\n",
+			limits{}, `d.yaml:4:20: role "d:role.r": tokenExpiryMins -1 is negative: want minutes, or 0 for no limit`},
+		{"beyond 32 bits", "d.json", `{"name": "d", "tokenExpiryMins": 4294967296}`,
+			limits{}, `d.json:1:34: domain tokenExpiryMins: "4294967296" is not a 32-bit integer`},
+		{"wrong type", "d.json", `{"name": "d", "roles": [{"name": "d:role.r", "certExpiryMins": "60"}]}`,
+			limits{}, `d.json:1:64: role certExpiryMins: want an integer, got a string`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dom, err := ParseDomain(tt.file, []byte(tt.data))
+			if tt.problem != "" {
+				le, ok := errors.AsType[*LoadError](err)
+				if !ok || len(le.Problems) != 1 || le.Problems[0].String() != tt.problem {
+					t.Fatalf("ParseDomain = %v, want the one problem %s", err, tt.problem)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := limits{dom.ServiceCertExpiryMins, dom.RoleCertExpiryMins, dom.TokenExpiryMins, 0, 0}
+			if len(dom.Roles) == 1 {
+				got.certR, got.tokenR = dom.Roles[0].CertExpiryMins, dom.Roles[0].TokenExpiryMins
+			}
+			if got != tt.want {
+				t.Errorf("limits = %+v, want %+v", got, tt.want)
+			}
+		})
+	}
+}

@@ -31,6 +31,16 @@ type Domain struct {
 	Policies *SignedPolicies  `json:"policies,omitempty"`
 	Services []*Service       `json:"services,omitempty"`
 
+	// ServiceCertExpiryMins caps the lifetime of the domain's service certificates, in
+	// minutes. 0 means no limit.
+	ServiceCertExpiryMins int32 `json:"serviceCertExpiryMins,omitempty"`
+	// RoleCertExpiryMins caps the lifetime of role certificates for the domain's roles
+	// that set no CertExpiryMins of their own, in minutes. 0 means no limit.
+	RoleCertExpiryMins int32 `json:"roleCertExpiryMins,omitempty"`
+	// TokenExpiryMins caps the lifetime of access and role tokens for the domain's roles
+	// when no granted role sets TokenExpiryMins, in minutes. 0 means no limit.
+	TokenExpiryMins int32 `json:"tokenExpiryMins,omitempty"`
+
 	// Source is where the domain was loaded from (a file path), for messages. Not serialised.
 	Source string `json:"-"`
 	// PolicyOnly is true for a domain loaded from ZTS signed policy data (a .pol file): it
@@ -48,6 +58,12 @@ type Role struct {
 	Members     []string         `json:"members,omitempty"`
 	RoleMembers []*RoleMember    `json:"roleMembers,omitempty"`
 	Trust       string           `json:"trust,omitempty"`
+	// CertExpiryMins caps the lifetime of the role's certificates, in minutes, in place
+	// of the domain's RoleCertExpiryMins. 0 means no limit.
+	CertExpiryMins int32 `json:"certExpiryMins,omitempty"`
+	// TokenExpiryMins caps the lifetime of access and role tokens granting the role, in
+	// minutes, in place of the domain's TokenExpiryMins. 0 means no limit.
+	TokenExpiryMins int32 `json:"tokenExpiryMins,omitempty"`
 }
 
 // RoleMember is one member of a role: a principal ("domain.service", "user.name"), a

@@ -54,7 +54,9 @@ func (p positions) at(obj any, field string, index int) spot {
 //   - assertions have a role of this domain that exists (unless it has * or ? globs, or
 //     the domain is PolicyOnly), an action, a "domain:entity" resource, and an effect of
 //     ALLOW or DENY in any case, or none;
-//   - service public keys are ybase64-encoded PEM public keys with distinct ids.
+//   - service public keys are ybase64-encoded PEM public keys with distinct ids;
+//   - the expiry limits (serviceCertExpiryMins, roleCertExpiryMins, tokenExpiryMins of
+//     the domain, certExpiryMins and tokenExpiryMins of its roles) are not negative.
 func ValidateDomain(d *Domain) error {
 	if probs := validate(d, nil, d.Source); len(probs) > 0 {
 		return &LoadError{Problems: sortProblems(probs)}
@@ -82,7 +84,26 @@ func validate(d *Domain, pos positions, file string) []Problem {
 	roles := v.roles()
 	v.policies(roles)
 	v.services()
+	v.expiryLimits()
 	return v.probs
+}
+
+// expiryLimits checks that no expiry limit (minutes; 0 is no limit) is negative.
+func (v *validator) expiryLimits() {
+	check := func(obj any, field, owner string, m int32) {
+		if m < 0 && v.decoded(obj, field, -1) {
+			v.report(obj, field, -1, "%s: %s %d is negative: want minutes, or 0 for no limit", owner, field, m)
+		}
+	}
+	owner := fmt.Sprintf("domain %q", v.dom.Name)
+	check(v.dom, "serviceCertExpiryMins", owner, v.dom.ServiceCertExpiryMins)
+	check(v.dom, "roleCertExpiryMins", owner, v.dom.RoleCertExpiryMins)
+	check(v.dom, "tokenExpiryMins", owner, v.dom.TokenExpiryMins)
+	for _, r := range v.dom.Roles {
+		owner := fmt.Sprintf("role %q", r.Name)
+		check(r, "certExpiryMins", owner, r.CertExpiryMins)
+		check(r, "tokenExpiryMins", owner, r.TokenExpiryMins)
+	}
 }
 
 func (v *validator) report(obj any, field string, index int, format string, args ...any) {
