@@ -1,9 +1,6 @@
 package jointoken
 
 import (
-	"context"
-	"fmt"
-
 	"github.com/athenz-mesh/athenz-mesh/attestor"
 	"github.com/athenz-mesh/athenz-mesh/attestor/internal/evidence"
 )
@@ -20,43 +17,20 @@ type CollectorConfig struct {
 	AfterUse attestor.AfterUse
 }
 
-// Collector hands the agent its join token. It implements attestor.Collector and
+// Collector hands the agent its join token, checked with Check. It implements attestor.Collector and
 // attestor.OneTime and is safe for concurrent use.
 type Collector struct {
-	src evidence.Source
+	*evidence.Collector
 }
 
 // NewCollector checks cfg and returns a Collector.
 func NewCollector(cfg CollectorConfig) (*Collector, error) {
 	src := evidence.Source{File: cfg.File, Env: cfg.Env, AfterUse: cfg.AfterUse, MaxLen: Length}
-	if err := src.Validate("join token"); err != nil {
+	c, err := evidence.NewCollector(src, "join token", Check)
+	if err != nil {
 		return nil, err
 	}
-	return &Collector{src: src}, nil
-}
-
-// Collect reads the token afresh and checks its shape (see Check). The target is not
-// used: the issuer knows which service the token was created for.
-func (c *Collector) Collect(ctx context.Context, _ attestor.Target) (string, error) {
-	if err := ctx.Err(); err != nil {
-		return "", err
-	}
-	tok, err := c.src.Read("join token")
-	if err != nil {
-		return "", err
-	}
-	if err := Check(tok); err != nil {
-		return "", err
-	}
-	return tok, nil
-}
-
-// Used applies AfterUse to the token file.
-func (c *Collector) Used(ctx context.Context) error {
-	if err := c.src.Discard(); err != nil {
-		return fmt.Errorf("join token: after use: %w", err)
-	}
-	return nil
+	return &Collector{c}, nil
 }
 
 var (
