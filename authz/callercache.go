@@ -3,6 +3,7 @@ package authz
 import (
 	"context"
 	"errors"
+	"strings"
 
 	lru "github.com/hashicorp/golang-lru/v2"
 )
@@ -62,11 +63,37 @@ func (p *peerCachingCallers) Authenticate(ctx context.Context, in *Input) (Calle
 	}
 	c, err := p.next.Authenticate(ctx, in)
 	var ce *CredentialError
+	// The request's strings may be substrings of the whole request (reqDecoder):
+	// what the cache keeps is cloned so that it keeps only itself.
+	key = peerKey{strings.Clone(key.principal), strings.Clone(key.certificate)}
 	switch {
 	case err == nil:
-		p.cache.Add(key, peerAnswer{caller: c})
+		p.cache.Add(key, peerAnswer{caller: c.clone()})
 	case errors.As(err, &ce):
-		p.cache.Add(key, peerAnswer{err: ce})
+		p.cache.Add(key, peerAnswer{err: ce.clone()})
 	}
 	return c, err
+}
+
+// clone is c with every string copied, so that it keeps no request alive.
+func (c Caller) clone() Caller {
+	c.Principal, c.TokenDomain, c.Source = strings.Clone(c.Principal), strings.Clone(c.TokenDomain), strings.Clone(c.Source)
+	if c.Roles != nil {
+		roles := make([]string, len(c.Roles))
+		for i, r := range c.Roles {
+			roles[i] = strings.Clone(r)
+		}
+		c.Roles = roles
+	}
+	return c
+}
+
+// clone is e with its strings copied and its cause reduced to its message, which is all
+// the cache reports: a wrapped error may hold a slice of the request.
+func (e *CredentialError) clone() *CredentialError {
+	c := &CredentialError{Reason: strings.Clone(e.Reason), Source: strings.Clone(e.Source)}
+	if e.Err != nil {
+		c.Err = errors.New(strings.Clone(e.Err.Error()))
+	}
+	return c
 }

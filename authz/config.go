@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/athenz-mesh/athenz-mesh/athenz"
 	"github.com/athenz-mesh/athenz-mesh/internal/yamlconfig"
 	"github.com/athenz-mesh/athenz-mesh/policy"
 )
@@ -250,8 +251,13 @@ type MappingConfig struct {
 	// Principals maps a SPIFFE ID exactly as Envoy reports it to an Athenz principal.
 	Principals map[string]string `yaml:"principals"`
 	// Namespaces maps a Kubernetes namespace to the Athenz domain of Istio identities
-	// spiffe://<td>/ns/<namespace>/sa/<sa>.
+	// spiffe://<td>/ns/<namespace>/sa/<sa>: shorthand for an Istio entry with service
+	// account "*".
 	Namespaces map[string]string `yaml:"namespaces"`
+	// Istio maps the namespace and service account of Istio identities to Athenz services
+	// (entries, then a naming rule), the same mapping as the issuer's istio.mapping and its
+	// k8s providers' mapping. Nil: only Namespaces. See athenz.IstioMapping.
+	Istio *athenz.IstioMapping `yaml:"istio"`
 	// Routes are request rules tried in order (host, path prefix, gRPC service and
 	// method); the first that matches sets the domain, action and entity it names. Nil:
 	// no rules. See policy.Route.
@@ -281,7 +287,7 @@ func (m *MappingConfig) Mapping() *policy.Mapping {
 	if m == nil {
 		return nil
 	}
-	out := &policy.Mapping{DefaultDomain: m.DefaultDomain, Hosts: m.Hosts, Principals: m.Principals, Namespaces: m.Namespaces}
+	out := &policy.Mapping{DefaultDomain: m.DefaultDomain, Hosts: m.Hosts, Principals: m.Principals, Namespaces: m.Namespaces, Istio: m.Istio}
 	for _, r := range m.Routes {
 		out.Routes = append(out.Routes, policy.Route(r))
 	}

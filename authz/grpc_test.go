@@ -11,9 +11,6 @@ import (
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"google.golang.org/grpc/codes"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
-	"google.golang.org/protobuf/proto"
-
-	"github.com/athenz-mesh/athenz-mesh/policy"
 )
 
 // answer is a CheckResponse flattened for comparison.
@@ -261,27 +258,5 @@ func TestGRPCHealth(t *testing.T) {
 	next, err := watch.Recv()
 	if err != nil || next.GetStatus() != healthpb.HealthCheckResponse_SERVING {
 		t.Fatalf("after the bundle: %v, %v; want SERVING", next.GetStatus(), err)
-	}
-}
-
-// TestVTCodecMatchesProto checks that the fast encoding of a CheckResponse decodes to the
-// same message as the reflection-based one.
-func TestVTCodecMatchesProto(t *testing.T) {
-	r := &Result{Outcome: OutcomeAllow, Allowed: true, Status: 200, Reason: "allowed", DecisionID: "x-1",
-		UpstreamHeaders: []Header{{"x-athenz-principal", "sports.api"}}, RemoveHeaders: []string{"authorization"},
-		ClientHeaders: []Header{{HeaderExplanation, `{"a":1}`}}, Caller: Caller{Principal: "sports.api", Source: SourceMTLS},
-		Domain: "sports", Match: &policy.CompiledAssertion{ID: 3, Policy: "read"}}
-	for _, resp := range []*authv3.CheckResponse{checkResponse(r, false, &valueTable{}), checkResponse(&Result{Outcome: OutcomeDeny, Status: 403, Body: "{}", Reason: "no_match"}, false, &valueTable{})} {
-		data, err := newVTCodec().Marshal(resp)
-		if err != nil {
-			t.Fatal(err)
-		}
-		got := &authv3.CheckResponse{}
-		if err := proto.Unmarshal(data.Materialize(), got); err != nil {
-			t.Fatal(err)
-		}
-		if !proto.Equal(got, resp) {
-			t.Errorf("vt encoding decodes to %v, want %v", got, resp)
-		}
 	}
 }

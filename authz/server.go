@@ -18,7 +18,6 @@ import (
 	"sync"
 	"time"
 
-	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/sync/errgroup"
@@ -259,9 +258,9 @@ func (s *Server) buildGRPC() {
 		// Envoy may ping idle connections (connection_keepalive); allow it rather than
 		// answering with GOAWAY too_many_pings.
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
-		grpc.ForceServerCodecV2(newVTCodec()),
+		grpc.ForceServerCodecV2(newWireCodec()),
 	)
-	authv3.RegisterAuthorizationServer(s.grpc, &grpcService{c: s.checker})
+	s.grpc.RegisterService(&authorizationDesc, &grpcService{c: s.checker})
 	s.health = health.NewServer()
 	s.health.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
 	s.health.SetServingStatus(AuthorizationService, healthpb.HealthCheckResponse_NOT_SERVING)

@@ -110,7 +110,11 @@ func run(o options) error {
 	}
 	fmt.Printf("bundle: %d domains, %d roles, %d members, %d assertions; generated in %s\n",
 		o.domains, o.roles, o.members, o.assertions, time.Since(start).Round(time.Millisecond))
-	reqs, allowShare := requests(o, compiled)
+	checks, allowShare := requests(o, compiled)
+	reqs, err := encodeRequests(checks)
+	if err != nil {
+		return err
+	}
 	compiled = nil
 	runtime.GC()
 	fmt.Printf("requests: %d distinct, %.0f%% expected to be allowed, peer certificates %v\n", len(reqs), 100*allowShare, o.certs)
@@ -442,23 +446,24 @@ type result struct {
 	cpuPerCheck   time.Duration
 	clientCPU     time.Duration
 	errors        int
+	allowed       int // answers with status OK
 }
 
 func (r result) print() {
-	fmt.Printf("round %d %-10s %-6s %9.0f req/s  p50 %7s  p99 %7s  p99.9 %7s  server CPU/check %6s  (%d checks, %d errors)\n",
-		r.round, r.phase, r.server, r.rps, us(r.p50), us(r.p99), us(r.p999), us(r.cpuPerCheck), r.n, r.errors)
+	fmt.Printf("round %d %-10s %-6s %9.0f req/s  p50 %7s  p99 %7s  p99.9 %7s  server CPU/check %6s  (%d checks, %.0f%% allowed, %d errors)\n",
+		r.round, r.phase, r.server, r.rps, us(r.p50), us(r.p99), us(r.p999), us(r.cpuPerCheck), r.n, 100*float64(r.allowed)/float64(max(r.n, 1)), r.errors)
 }
 
 func us(d time.Duration) string { return fmt.Sprintf("%.1fµs", float64(d)/1e3) }
 
 // drive sends load for d without measuring.
-func (s *server) drive(reqs []*authv3.CheckRequest, o options, d time.Duration, rate float64) error {
-	_, _, err := s.load(reqs, o, d, rate)
+func (s *server) drive(reqs []encodedRequest, o options, d time.Duration, rate float64) error {
+	_, _, _, err := s.load(reqs, o, d, rate)
 	return err
 }
 
 // measure runs one phase: closed loop when rate is 0, else open loop at rate.
-func (s *server) measure(reqs []*authv3.CheckRequest, o options, rate float64) (result, error) {
+func (s *server) measure(reqs []encodedRequest, o options, rate float64) (result, error) {
 	cpu0, err := procCPU(s.cmd.Process.Pid)
 	if err != nil {
 		return result{}, err
@@ -466,7 +471,7 @@ func (s *server) measure(reqs []*authv3.CheckRequest, o options, rate float64) (
 	var self0 syscall.Rusage
 	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &self0)
 	start := time.Now()
-	lat, errs, err := s.load(reqs, o, o.duration, rate)
+	lat, errs, allowed, err := s.load(reqs, o, o.duration, rate)
 	if err != nil {
 		return result{}, err
 	}
@@ -478,7 +483,7 @@ func (s *server) measure(reqs []*authv3.CheckRequest, o options, rate float64) (
 	var self1 syscall.Rusage
 	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &self1)
 	slices.Sort(lat)
-	r := result{server: s.name, n: len(lat), errors: errs, rps: float64(len(lat)) / wall.Seconds()}
+	r := result{server: s.name, n: len(lat), errors: errs, allowed: allowed, rps: float64(len(lat)) / wall.Seconds()}
 	if len(lat) > 0 {
 		pct := func(p float64) time.Duration { return lat[min(len(lat)-1, int(p*float64(len(lat))))] }
 		r.p50, r.p99, r.p999, r.max = pct(0.5), pct(0.99), pct(0.999), lat[len(lat)-1]
@@ -493,20 +498,21 @@ func rusageCPU(r syscall.Rusage) time.Duration {
 }
 
 // load sends requests from o.clients goroutines for d and returns the latencies.
-func (s *server) load(reqs []*authv3.CheckRequest, o options, d time.Duration, rate float64) ([]time.Duration, int, error) {
+func (s *server) load(reqs []encodedRequest, o options, d time.Duration, rate float64) ([]time.Duration, int, int, error) {
 	var (
-		mu     sync.Mutex
-		all    []time.Duration
-		errs   int
+		mu      sync.Mutex
+		all     []time.Duration
+		errs    int
+		allowed int
 		wg     sync.WaitGroup
 		first  error
 		deadln = time.Now().Add(d)
 	)
 	for c := range o.clients {
 		wg.Go(func() {
-			client := authv3.NewAuthorizationClient(s.conns[c%len(s.conns)])
+			conn := s.conns[c%len(s.conns)]
 			lat := make([]time.Duration, 0, 1<<16)
-			nerr := 0
+			nerr, nok := 0, 0
 			var interval time.Duration
 			next := time.Now()
 			if rate > 0 {
@@ -527,8 +533,8 @@ func (s *server) load(reqs []*authv3.CheckRequest, o options, d time.Duration, r
 					sent = next // latency from the scheduled time: no coordinated omission
 					next = next.Add(interval)
 				}
-				resp, err := client.Check(context.Background(), reqs[i%len(reqs)])
-				if err != nil || resp.GetStatus() == nil {
+				resp, err := check(context.Background(), conn, reqs[i%len(reqs)])
+				if err != nil || !resp.hasStatus {
 					nerr++
 					if nerr > 100 {
 						mu.Lock()
@@ -541,15 +547,19 @@ func (s *server) load(reqs []*authv3.CheckRequest, o options, d time.Duration, r
 					continue
 				}
 				lat = append(lat, time.Since(sent))
+				if resp.code == 0 {
+					nok++
+				}
 			}
 			mu.Lock()
 			all = append(all, lat...)
 			errs += nerr
+			allowed += nok
 			mu.Unlock()
 		})
 	}
 	wg.Wait()
-	return all, errs, first
+	return all, errs, allowed, first
 }
 
 // procCPU is a process's user plus system CPU time from /proc/<pid>/stat (in clock
