@@ -504,9 +504,9 @@ func (s *server) load(reqs []encodedRequest, o options, d time.Duration, rate fl
 		all     []time.Duration
 		errs    int
 		allowed int
-		wg     sync.WaitGroup
-		first  error
-		deadln = time.Now().Add(d)
+		wg      sync.WaitGroup
+		first   error
+		deadln  = time.Now().Add(d)
 	)
 	for c := range o.clients {
 		wg.Go(func() {
