@@ -372,6 +372,10 @@ type AccessTokenConfig struct {
 	// JWKSURL is where the JWKS is fetched from, such as the issuer's
 	// https://<issuer>/zts/v1/oauth2/keys. Empty: use JWKSFile; neither: access tokens off.
 	JWKSURL string `yaml:"jwks_url"`
+	// CAFile is a PEM file of CA certificates that an https JWKSURL's server certificate
+	// must chain to. Empty: bundle.ca_file when that is set (the issuer usually serves
+	// both), else the system roots.
+	CAFile string `yaml:"ca_file"`
 	// Issuer is the "iss" a token must carry. Empty: not checked.
 	Issuer string `yaml:"issuer"`
 	// Audiences are the "aud" values (token domains) accepted. Empty: any.

@@ -3,10 +3,17 @@ package authz
 import (
 	"context"
 	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/sha256"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/hex"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
+	"math/big"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -477,5 +484,64 @@ func TestCredJWKSFileConfig(t *testing.T) {
 	}
 	if st := a.JWKS().Status(); st.Source != path || !slices.Equal(st.KeyIDs, []string{"rsa-1"}) {
 		t.Fatalf("status %+v", st)
+	}
+}
+
+// TestJWKSURLTrustsConfiguredCA checks that an https jwks_url is fetched trusting
+// credentials.access_token.ca_file, or bundle.ca_file when that is empty, and that a
+// server certificate from another CA is refused (the system roots do not know it).
+func TestJWKSURLTrustsConfiguredCA(t *testing.T) {
+	f := credKeys(t)
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write(jwksDoc(t, map[string]crypto.PublicKey{"ec-1": f.ec.Public()}))
+	}))
+	t.Cleanup(srv.Close)
+	dir := t.TempDir()
+	serverCA := filepath.Join(dir, "server-ca.pem")
+	if err := os.WriteFile(serverCA, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// Another CA: httptest's servers all share one certificate, so make one.
+	otherCA := filepath.Join(dir, "other-ca.pem")
+	otherKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(7), Subject: pkix.Name{CommonName: "Other CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
+	otherDER, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, otherKey.Public(), otherKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(otherCA, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: otherDER}), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name            string
+		tokenCA, bundle string
+		wantErr         bool
+	}{
+		{"access_token.ca_file", serverCA, "", false},
+		{"bundle.ca_file as the default", "", serverCA, false},
+		{"access_token.ca_file wins over bundle.ca_file", serverCA, otherCA, false},
+		{"a CA that did not sign the server", otherCA, "", true},
+		{"system roots", "", "", true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := Config{Bundle: BundleConfig{URL: "https://issuer.invalid/zts/v1/bundle", CAFile: tc.bundle}}
+			cfg.Credentials = credConfig(t, f)
+			cfg.Credentials.AccessToken.JWKSURL = srv.URL + "/zts/v1/oauth2/keys"
+			cfg.Credentials.AccessToken.CAFile = tc.tokenCA
+			err := Preflight(cfg)
+			if tc.wantErr != (err != nil) {
+				t.Fatalf("Preflight = %v, want error %v", err, tc.wantErr)
+			}
+			if err != nil && !strings.Contains(err.Error(), "certificate") {
+				t.Errorf("error %q does not say the certificate is the problem", err)
+			}
+		})
 	}
 }

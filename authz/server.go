@@ -1,6 +1,7 @@
 package authz
 
 import (
+	"cmp"
 	"context"
 	"crypto"
 	"crypto/tls"
@@ -103,7 +104,7 @@ func New(cfg Config, deps Deps) (_ *Server, err error) {
 	client := deps.HTTPClient
 	if client == nil && cfg.Bundle.URL != "" {
 		if client, err = bundleClient(cfg.Bundle.CAFile); err != nil {
-			return nil, err
+			return nil, fmt.Errorf("bundle: %w", err)
 		}
 	}
 	// Build the callers once now, so that credential configuration problems (an
@@ -111,7 +112,12 @@ func New(cfg Config, deps Deps) (_ *Server, err error) {
 	baseMapping := cfg.Decision.Mapping.Mapping()
 	callersFor := func(m *policy.Mapping) (CallerSource, error) { return deps.NewCallers(cfg.Credentials, m) }
 	if deps.NewCallers == nil {
-		if s.auth, err = NewAuthenticator(cfg.Credentials, baseMapping, WithClock(now), WithLogger(s.log)); err != nil {
+		opts, err := jwksClientOption(cfg)
+		if err != nil {
+			return nil, err
+		}
+		opts = append(opts, WithClock(now), WithLogger(s.log))
+		if s.auth, err = NewAuthenticator(cfg.Credentials, baseMapping, opts...); err != nil {
 			return nil, fmt.Errorf("credentials: %w", err)
 		}
 		// The Authenticator reads only the peer and the two token headers, so its
@@ -205,13 +211,32 @@ func Preflight(cfg Config) error {
 	}
 	if cfg.Bundle.CAFile != "" {
 		if _, err := bundleClient(cfg.Bundle.CAFile); err != nil {
-			return err
+			return fmt.Errorf("bundle: %w", err)
 		}
 	}
-	if _, err := NewAuthenticator(cfg.Credentials, cfg.Decision.Mapping.Mapping()); err != nil {
+	opts, err := jwksClientOption(cfg)
+	if err != nil {
+		return err
+	}
+	if _, err := NewAuthenticator(cfg.Credentials, cfg.Decision.Mapping.Mapping(), opts...); err != nil {
 		return fmt.Errorf("credentials: %w", err)
 	}
 	return nil
+}
+
+// jwksClientOption is the option that makes the Authenticator fetch an https JWKS URL
+// trusting credentials.access_token.ca_file, or bundle.ca_file when that is empty; none
+// when neither is set (the system roots) or there is no JWKS URL.
+func jwksClientOption(cfg Config) ([]AuthenticatorOption, error) {
+	caFile := cmp.Or(cfg.Credentials.AccessToken.CAFile, cfg.Bundle.CAFile)
+	if caFile == "" || cfg.Credentials.AccessToken.JWKSURL == "" {
+		return nil, nil
+	}
+	client, err := bundleClient(caFile)
+	if err != nil {
+		return nil, fmt.Errorf("credentials.access_token: %w", err)
+	}
+	return []AuthenticatorOption{WithHTTPClient(client)}, nil
 }
 
 // readVerificationKeys reads the bundle verification keys by key id.
@@ -231,17 +256,18 @@ func readVerificationKeys(vks []VerificationKey) (map[string]crypto.PublicKey, e
 	return keys, nil
 }
 
-// bundleClient is the HTTP client for the bundle URL.
+// bundleClient is the HTTP client for the bundle URL and the JWKS URL: it trusts the
+// certificates in caFile, or the system roots when caFile is empty.
 func bundleClient(caFile string) (*http.Client, error) {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	if caFile != "" {
 		pemBytes, err := os.ReadFile(caFile)
 		if err != nil {
-			return nil, fmt.Errorf("bundle ca_file: %w", err)
+			return nil, fmt.Errorf("ca_file: %w", err)
 		}
 		pool := x509.NewCertPool()
 		if !pool.AppendCertsFromPEM(pemBytes) {
-			return nil, fmt.Errorf("bundle ca_file %s: no PEM certificates", caFile)
+			return nil, fmt.Errorf("ca_file %s: no PEM certificates", caFile)
 		}
 		tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 	}
