@@ -41,6 +41,9 @@ type Config struct {
 	Providers []ProviderConfig `yaml:"providers"`
 	// Bundle configures the OPA bundle served at /zts/v1/bundle.
 	Bundle BundleConfig `yaml:"bundle"`
+	// Istio serves Istio's CA API (CreateCertificate) to istio-agent on its own gRPC
+	// listener. Zero: off. See docs/issuer-istio.md.
+	Istio IstioConfig `yaml:"istio"`
 	// Log configures the server log.
 	Log LogConfig `yaml:"log"`
 }

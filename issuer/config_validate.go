@@ -136,6 +136,7 @@ func (c *Config) Validate() error {
 	for i, pc := range c.Providers {
 		pc.validate(&p, i, seen)
 	}
+	c.Istio.validate(&p, seen)
 	switch strings.ToLower(c.Log.Level) {
 	case "", "debug", "info", "warn", "warning", "error":
 	default:
@@ -317,6 +318,7 @@ func (c Config) withDefaults() Config {
 	for i := range c.Providers {
 		c.Providers[i].Name = strings.ToLower(c.Providers[i].Name)
 	}
+	c.Istio = c.Istio.withDefaults()
 	return c
 }
 

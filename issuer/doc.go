@@ -16,6 +16,12 @@
 // issues and records, or refuses with an Athenz error body {"code","message"} and writes
 // nothing. Every issuance and every refusal is one audit log line and one metric.
 //
+// With istio.listen set it also serves Istio's CA API (istioca*.go):
+// istio.v1.auth.IstioCertificateService/CreateCertificate over gRPC with TLS, authenticated
+// by the pod's service-account token (the Kubernetes attestor's verification) and
+// ClusterID, issuing Istio SPIFFE IDs with the mapped Athenz principal as CN
+// (docs/issuer-istio.md).
+//
 // Wire facts (paths, status codes, JSON names, timestamps, token formats) follow
 // athenz-compat.md beside the design notes; docs/issuer.md is the user's reference.
 package issuer

@@ -1,6 +1,7 @@
 package issuer
 
 import (
+	"context"
 	"crypto/x509"
 	"errors"
 	"net/http"
@@ -56,6 +57,11 @@ type record struct {
 // issue signs req and records it; the certificate is handed out only when the store
 // accepted the record (the store is the atomic gate for refresh races and revocation).
 func (s *Server) issue(r *http.Request, req ca.IssueRequest, rec record) (*ca.Issued, error) {
+	return s.issueFor(r.Context(), clientIP(r), req, rec)
+}
+
+// issueFor is issue for callers that are not HTTP handlers (the Istio CA API).
+func (s *Server) issueFor(ctx context.Context, clientIP string, req ca.IssueRequest, rec record) (*ca.Issued, error) {
 	issued, err := s.ca.Issue(req)
 	if err != nil {
 		if errors.Is(err, ca.ErrCAExpired) {
@@ -64,10 +70,10 @@ func (s *Server) issue(r *http.Request, req ca.IssueRequest, rec record) (*ca.Is
 		return nil, internal("signing", err)
 	}
 	cert := issued.Certificate
-	err = s.store.PutCertificate(r.Context(), store.Certificate{
+	err = s.store.PutCertificate(ctx, store.Certificate{
 		Serial: serialOf(issued), Kind: rec.kind, Provider: rec.provider,
 		Domain: rec.domain, Service: rec.service, InstanceID: rec.instanceID, RoleName: rec.roleName,
-		KeyType: ca.DescribeKey(req.PublicKey), Hostname: rec.hostname, ClientIP: clientIP(r),
+		KeyType: ca.DescribeKey(req.PublicKey), Hostname: rec.hostname, ClientIP: clientIP,
 		PreviousSerial: rec.previousSerial, NotBefore: cert.NotBefore, NotAfter: cert.NotAfter, IssuedAt: s.now(),
 	})
 	switch {

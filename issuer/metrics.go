@@ -5,7 +5,7 @@ import (
 )
 
 // metrics are the issuer's Prometheus collectors. Labels are bounded: route is one of
-// the fixed route names, code an HTTP status, reason one of the fixed refusal reasons,
+// the fixed route names, code an HTTP status (a gRPC code name for the Istio CA API), reason one of the fixed refusal reasons,
 // kind one of the issued credential kinds.
 type metrics struct {
 	requests *prometheus.CounterVec
@@ -29,7 +29,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m := &metrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "athenz_mesh_issuer_requests_total",
-			Help: "ZTS API requests by route and HTTP status.",
+			Help: "Requests by route and status: the HTTP status of ZTS API routes, the gRPC code name of the Istio CA API (route istio_create_certificate).",
 		}, []string{"route", "code"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "athenz_mesh_issuer_request_duration_seconds",

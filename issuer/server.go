@@ -60,6 +60,7 @@ type Server struct {
 	started   time.Time
 	signer    string // x509CertificateSigner / caCertBundle: chain then roots, PEM
 	ntokens   ntokenCache
+	istio     *istioCA // nil: the Istio CA API is off
 
 	closeOnce sync.Once
 }
@@ -149,6 +150,11 @@ func (s *Server) finishNew() error {
 	if s.tls, err = s.tlsConfig(); err != nil {
 		return err
 	}
+	if s.cfg.Istio.enabled() {
+		if s.istio, err = newIstioCA(s); err != nil {
+			return err
+		}
+	}
 	s.handler = s.routes()
 	return nil
 }
@@ -199,22 +205,40 @@ func (s *Server) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", s.cfg.Listen.Address, err)
 	}
-	var mln net.Listener
+	var mln, iln net.Listener
 	if m := s.cfg.Listen.Metrics; m != ListenOff {
 		if mln, err = net.Listen("tcp", m); err != nil {
 			ln.Close()
 			return fmt.Errorf("listen %s (metrics): %w", m, err)
 		}
 	}
-	return s.serve(ctx, ln, mln)
+	if s.istio != nil {
+		if iln, err = net.Listen("tcp", s.cfg.Istio.Listen); err != nil {
+			ln.Close()
+			if mln != nil {
+				mln.Close()
+			}
+			return fmt.Errorf("listen %s (istio CA API): %w", s.cfg.Istio.Listen, err)
+		}
+	}
+	return s.serve(ctx, ln, mln, iln)
 }
 
 // Serve serves the HTTPS API on ln (a plain TCP listener; Serve adds TLS) until ctx is
 // done, running the domain reloads and store pruning alongside. Tests use it with a
 // listener on 127.0.0.1:0.
-func (s *Server) Serve(ctx context.Context, ln net.Listener) error { return s.serve(ctx, ln, nil) }
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error { return s.serve(ctx, ln, nil, nil) }
 
-func (s *Server) serve(ctx context.Context, ln, metricsLn net.Listener) error {
+// ServeIstio is Serve plus Istio's CA API on istioLn (a plain TCP listener; TLS is added).
+// The configuration must enable it (istio.listen), or ServeIstio fails at once.
+func (s *Server) ServeIstio(ctx context.Context, ln, istioLn net.Listener) error {
+	if s.istio == nil {
+		return errors.New("the Istio CA API is not configured (istio.listen)")
+	}
+	return s.serve(ctx, ln, nil, istioLn)
+}
+
+func (s *Server) serve(ctx context.Context, ln, metricsLn, istioLn net.Listener) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
@@ -239,12 +263,19 @@ func (s *Server) serve(ctx context.Context, ln, metricsLn net.Listener) error {
 		BaseContext:       func(net.Listener) context.Context { return ctx },
 	}
 	servers := []*http.Server{api}
-	errs := make(chan error, 2)
+	errs := make(chan error, 3)
 	go func() { errs <- api.Serve(tls.NewListener(ln, s.tls)) }()
 	if metricsLn != nil {
 		ms := &http.Server{Handler: s.metricsHandler(), ReadHeaderTimeout: 10 * time.Second}
 		servers = append(servers, ms)
 		go func() { errs <- ms.Serve(metricsLn) }()
+	}
+	if istioLn != nil {
+		wg.Go(func() {
+			if err := s.istio.serve(ctx, istioLn, s.cfg.Listen.ShutdownGrace); err != nil {
+				errs <- err
+			}
+		})
 	}
 	s.log.Info("issuer listening", "address", ln.Addr().String(), "issuer", s.cfg.Tokens.Issuer,
 		"domains", len(s.domains.current().domains), "providers", len(s.providers))

@@ -5,6 +5,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/athenz-mesh/athenz-mesh/athenz"
 )
 
 // Context extension keys that a route (Envoy's per-route ext_authz context_extensions, or
@@ -44,8 +46,15 @@ type Mapping struct {
 	Routes []Route `json:"routes,omitempty"`
 	// Namespaces maps a Kubernetes namespace to an Athenz domain, so that an Istio identity
 	// spiffe://<trust domain>/ns/<namespace>/sa/<sa> whose service account has no dot
-	// becomes the principal "<domain>.<sa>". Nil: such identities are unknown.
+	// becomes the principal "<domain>.<sa>". Each pair is shorthand for an Istio entry
+	// {namespace, service_account: "*", domain}. Nil: only Istio.
 	Namespaces map[string]string `json:"namespaces,omitempty"`
+	// Istio maps the namespace and service account of an Istio identity
+	// spiffe://<trust domain>/ns/<ns>/sa/<sa> whose service account has no dot to an Athenz
+	// service: the athenz.IstioMapping (explicit entries, then a naming rule) that the
+	// Kubernetes attestor and the issuer's Istio CA apply too, so that the principal authz
+	// sees is the one the certificate's CN names. Nil: only Namespaces.
+	Istio *athenz.IstioMapping `json:"istio,omitempty"`
 }
 
 // Route is one request rule of a Mapping. Conditions left empty match every request; a
@@ -142,8 +151,9 @@ func (m MappedRequest) Request(at time.Time) Request {
 // The rules, identical in the bundle's envoy.authz Rego:
 //   - principal: Principals[source]; else spiffe://<domain>/sa/<service> gives
 //     "<domain>.<service>"; else spiffe://<td>/ns/<ns>/sa/<sa> gives <sa> when it
-//     contains a dot (the Athenz "domain.service" form) and "<Namespaces[ns]>.<sa>"
-//     otherwise; anything else is unknown.
+//     contains a dot (the Athenz "domain.service" form) and otherwise the
+//     "<domain>.<service>" that the Istio mapping gives (see IstioService); anything else
+//     is unknown.
 //   - route: the first of Routes whose conditions hold (see Route), if any;
 //   - domain: context extension athenz.domain; else the route's Domain; else
 //     Hosts[lower(host)]; else Hosts of the host without ":<port>"; else DefaultDomain.
@@ -205,13 +215,34 @@ func (m *Mapping) Principal(source string) (string, bool) {
 		if strings.Contains(parts[4], ".") {
 			return parts[4], true
 		}
-		if m != nil {
-			if d := m.Namespaces[parts[2]]; d != "" {
-				return d + "." + parts[4], true
-			}
+		if d, s, ok := m.IstioService(parts[2], parts[4]); ok {
+			return d + "." + s, true
 		}
 	}
 	return "", false
+}
+
+// IstioService maps a Kubernetes namespace and service account to an Athenz domain and
+// service as athenz.IstioMapping.Map does with Istio, with Namespaces[namespace] taken as
+// an entry for every service account of the namespace: an exact entry of Istio, else
+// Namespaces, else a wildcard entry of Istio, else Istio's naming rule. (Validate refuses a
+// namespace in both Namespaces and a wildcard entry.) m may be nil.
+func (m *Mapping) IstioService(namespace, serviceAccount string) (domain, service string, ok bool) {
+	if m == nil || !athenz.IsKubernetesNamespace(namespace) || !athenz.IsKubernetesName(serviceAccount) {
+		return "", "", false
+	}
+	e := m.Istio.Entry(namespace, serviceAccount)
+	if d := m.Namespaces[namespace]; d != "" && (e == nil || e.ServiceAccount == "*") {
+		short := athenz.IstioMappingEntry{Namespace: namespace, ServiceAccount: "*", Domain: d}
+		return short.Map(serviceAccount)
+	}
+	if e != nil {
+		return e.Map(serviceAccount)
+	}
+	if m.Istio == nil {
+		return "", "", false
+	}
+	return m.Istio.Rule.Map(namespace, serviceAccount)
 }
 
 // domain resolves the request's domain, "" when nothing names one.
@@ -282,11 +313,21 @@ func (m *Mapping) Validate() error {
 	})
 	check("principals", m.Principals, func(string) string { return "" })
 	check("namespaces", m.Namespaces, func(k string) string {
-		if strings.Contains(k, "/") {
-			return "namespace must not contain \"/\""
+		switch {
+		case !athenz.IsKubernetesNamespace(k):
+			return "not a Kubernetes namespace name (a DNS label)"
+		case m.Istio.Entry(k, "*") != nil:
+			return "the namespace also has an istio entry for service account \"*\"; keep one"
+		case m.Namespaces[k] != "" && !athenz.IsDomainName(m.Namespaces[k]):
+			return fmt.Sprintf("%q is not a domain name", m.Namespaces[k])
 		}
 		return ""
 	})
+	if err := m.Istio.Validate(); err != nil {
+		for _, e := range unjoin(err) {
+			problems = append(problems, "istio: "+e.Error())
+		}
+	}
 	for i, rt := range m.Routes {
 		at := fmt.Sprintf("routes[%d]", i)
 		switch {
@@ -306,4 +347,12 @@ func (m *Mapping) Validate() error {
 		return fmt.Errorf("mapping: %s", strings.Join(problems, "; "))
 	}
 	return nil
+}
+
+// unjoin splits an errors.Join error into its parts.
+func unjoin(err error) []error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		return j.Unwrap()
+	}
+	return []error{err}
 }

@@ -123,12 +123,80 @@ spiffe_principal := parts[4] if {
 	contains(parts[4], ".")
 }
 
-# spiffe://<trust domain>/ns/<namespace>/sa/<service>, namespace mapped to a domain
-spiffe_principal := concat(".", [d, parts[4]]) if {
+# spiffe://<trust domain>/ns/<namespace>/sa/<account>, mapped by the Istio mapping
+# (policy.Mapping.IstioService): the rule that matches decides, and its result must be a
+# valid domain and simple service name.
+spiffe_principal := concat(".", [d, s]) if {
 	parts := spiffe_parts
 	istio_form(parts)
 	not contains(parts[4], ".")
-	d := configured("namespaces", parts[2])
+	k8s_label(parts[2])
+	k8s_label(parts[4])
+	mapped_pair := istio_raw(parts[2], parts[4])
+	d := lower(mapped_pair[0])
+	s := lower(mapped_pair[1])
+	athenz_domain(d)
+	athenz_simple(s)
+}
+
+istio := m if {
+	m := config.istio
+	is_object(m)
+} else := {}
+
+istio_entries := [e | some e in istio.entries; is_object(e)]
+
+istio_exact(ns, sa) := [e | some e in istio_entries; e.namespace == ns; e.service_account == sa]
+
+istio_wildcard(ns) := [e | some e in istio_entries; e.namespace == ns; e.service_account == "*"]
+
+# The first rule that matches, before validation: an exact entry, the namespaces table, a
+# wildcard entry (its service, else the account), the naming rule.
+istio_raw(ns, sa) := [e.domain, entry_service(e, sa)] if {
+	e := istio_exact(ns, sa)[0]
+} else := [d, sa] if {
+	d := configured("namespaces", ns)
+} else := [e.domain, entry_service(e, sa)] if {
+	e := istio_wildcard(ns)[0]
+} else := [d, sa] if {
+	r := istio.rule
+	is_object(r)
+	d := rule_domain(r, ns)
+	not system_domain(lower(d))
+}
+
+entry_service(e, sa) := s if {
+	s := e.service
+	is_string(s)
+	s != ""
+} else := sa
+
+rule_domain(r, ns) := concat("", [string_or_empty(r.domain_prefix), replace(ns, sep, ".")]) if {
+	sep := string_or_empty(r.separator)
+	sep != ""
+} else := concat("", [string_or_empty(r.domain_prefix), ns])
+
+string_or_empty(v) := v if is_string(v) else := ""
+
+system_domain(d) if d == "sys"
+
+system_domain(d) if startswith(d, "sys.")
+
+# Kubernetes namespace and (undotted) service account names: RFC 1123 labels.
+k8s_label(s) if {
+	count(s) <= 63
+	regex.match(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`, s)
+}
+
+# Athenz DomainName and SimpleName (athenz-compat.md), at most 1024 bytes.
+athenz_domain(s) if {
+	count(s) <= 1024
+	regex.match(`^([a-zA-Z0-9_][a-zA-Z0-9_-]*\.)*[a-zA-Z0-9_][a-zA-Z0-9_-]*$`, s)
+}
+
+athenz_simple(s) if {
+	count(s) <= 1024
+	regex.match(`^[a-zA-Z0-9_][a-zA-Z0-9_-]*$`, s)
 }
 
 istio_form(parts) if {
