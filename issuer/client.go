@@ -114,6 +114,39 @@ func (c *Client) GetAccessToken(ctx context.Context, scope string, expiresIn tim
 	return &out, nil
 }
 
+// GetRoleToken asks for a role token (GET /domain/{domain}/token) for roles, a list of
+// short role names (empty: every role the caller holds in the domain). minExpiry and
+// maxExpiry become minExpiryTime and maxExpiryTime in seconds; zero leaves them out (the
+// server default). The caller authenticates over mTLS or with the n-token.
+func (c *Client) GetRoleToken(ctx context.Context, domain string, roles []string, minExpiry, maxExpiry time.Duration) (*RoleToken, error) {
+	q := url.Values{}
+	if len(roles) > 0 {
+		q.Set("role", strings.Join(roles, ","))
+	}
+	if minExpiry > 0 {
+		q.Set("minExpiryTime", strconv.FormatInt(int64(minExpiry/time.Second), 10))
+	}
+	if maxExpiry > 0 {
+		q.Set("maxExpiryTime", strconv.FormatInt(int64(maxExpiry/time.Second), 10))
+	}
+	path := "/domain/" + url.PathEscape(domain) + "/token"
+	if len(q) > 0 {
+		path += "?" + q.Encode()
+	}
+	req, err := c.newRequest(ctx, http.MethodGet, path, nil)
+	if err != nil {
+		return nil, err
+	}
+	var out RoleToken
+	if _, err := c.do(req, http.StatusOK, &out); err != nil {
+		return nil, err
+	}
+	if out.Token == "" {
+		return nil, errors.New("issuer: role token response without a token")
+	}
+	return &out, nil
+}
+
 // FetchBundle fetches the OPA bundle (GET /bundle). With etag set it is sent as
 // If-None-Match, and an unchanged bundle returns nil data and the same etag; with wait
 // set the server holds the request until the bundle changes or wait passes (long poll).

@@ -16,7 +16,13 @@
 //     a connected process is entitled to, in sidecar mode (uid/gid allow-lists) or node
 //     mode (pid → cgroup → pod → service account → Athenz identity).
 //   - Server (server.go, socket.go) binds the socket and runs the gRPC services.
+//   - Manager (identity*.go) is the identity manager: local keys, CSRs in the Athenz
+//     conventions, registration with attestation, mTLS refresh with jittered renewal and
+//     backoff, role certificates, tokens (TokenFetcher), all through the Issuer
+//     interface; Files (files.go) writes the SIA file layout; AgentConfig
+//     (agentconfig*.go) is the agent.yaml file.
 //
-// docs/agent-sds.md describes the resource names, validation-context modes, peer
-// authorization modes and socket layout for operators.
+// docs/agent.md is the agent's configuration reference; docs/agent-sds.md describes the
+// resource names, validation-context modes, peer authorization modes and socket layout
+// for operators.
 package sds

@@ -1,7 +1,7 @@
 // Command athenz-mesh is the one athenz-mesh binary: the ZTS-compatible issuer (`issuer`,
-// with its CA tooling under `issuer ca`), the ext_authz server (`authz`), and the policy
-// compiler and checker (`policy`); the agent and the all-in-one dev mode are being built
-// (see README.md).
+// with its CA tooling under `issuer ca`), the node agent (`agent`), the ext_authz server
+// (`authz`), and the policy compiler and checker (`policy`); the all-in-one dev mode is
+// being built (see README.md).
 //
 // Exit status: 0 on success, 1 when the answer is "no" (a denied check, a failed test case,
 // a bundle that fails verification), 2 when the command could not run (bad flags or input).
@@ -75,8 +75,9 @@ func newRootCmd() *cobra.Command {
 One binary: Athenz-compatible issuer, node agent (SDS), ext_authz server and policy compiler.
 
 Available today: issuer (the ZTS-compatible CA and token service, and issuer ca init,
-rotate, show), authz (the Envoy ext_authz server), policy (compile, verify, check, test) and
-version. The agent and the dev mode are being built.` + exitStatusHelp,
+rotate, show), agent (SDS, Workload API, files and tokens for workloads; register, rotate,
+rolecert), authz (the Envoy ext_authz server), policy (compile, verify, check, test) and
+version. The dev mode is being built.` + exitStatusHelp,
 		SilenceErrors: true,
 		SilenceUsage:  true,
 	}
@@ -84,7 +85,7 @@ version. The agent and the dev mode are being built.` + exitStatusHelp,
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error {
 		return &statusError{code: exitError, err: err, usage: true}
 	})
-	root.AddCommand(newVersionCmd(), newPolicyCmd(), newAuthzCmd(), newIssuerCmd())
+	root.AddCommand(newVersionCmd(), newPolicyCmd(), newAuthzCmd(), newIssuerCmd(), newAgentCmd())
 	return root
 }
 
