@@ -208,3 +208,46 @@ func (w *walker) message(m protoreflect.Message, path string) {
 		return true
 	})
 }
+
+// TestComposeExample checks examples/envoy-compose/compose.yaml as far as it can be
+// without Docker: it parses, every service has an image, and every file it bind-mounts
+// from the repository exists (the Envoy config among them, validated above).
+func TestComposeExample(t *testing.T) {
+	const dir = "../examples/envoy-compose"
+	raw, err := os.ReadFile(filepath.Join(dir, "compose.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc struct {
+		Services map[string]struct {
+			Image   string   `yaml:"image"`
+			Volumes []string `yaml:"volumes"`
+		} `yaml:"services"`
+	}
+	dec := yaml.NewDecoder(strings.NewReader(string(raw)))
+	if err := dec.Decode(&doc); err != nil {
+		t.Fatal(err)
+	}
+	if len(doc.Services) == 0 {
+		t.Fatal("no services")
+	}
+	mountsEnvoyConfig := false
+	for name, svc := range doc.Services {
+		if svc.Image == "" {
+			t.Errorf("service %s has no image", name)
+		}
+		for _, v := range svc.Volumes {
+			src, _, _ := strings.Cut(v, ":")
+			if !strings.HasPrefix(src, ".") {
+				continue // a named volume
+			}
+			if _, err := os.Stat(filepath.Join(dir, src)); err != nil {
+				t.Errorf("service %s mounts %s: %v", name, src, err)
+			}
+			mountsEnvoyConfig = mountsEnvoyConfig || strings.HasSuffix(src, "envoy-configs/quickstart.yaml")
+		}
+	}
+	if !mountsEnvoyConfig {
+		t.Error("no service mounts envoy-configs/quickstart.yaml")
+	}
+}

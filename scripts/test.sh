@@ -13,6 +13,8 @@
 #   OPA_BIN       use this opa binary instead of building one
 #   ATHENZ_ZTS_SVCCERT, ATHENZ_ZTS_ROLECERT, ATHENZ_ZTS_ACCESSTOKEN, ATHENZ_ZPE_UPDATER
 #                 use these Athenz tool binaries instead of building them
+#   ATHENZ_MESH_BIN  use this athenz-mesh binary for the end-to-end test of `dev` instead
+#                 of the one built here (as the Dockerfile builds it)
 #   REQUIRE_RACE  when 1, fail instead of running without -race if cgo is unavailable
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -48,6 +50,14 @@ if [[ -z "${ATHENZ_ZTS_SVCCERT:-}" ]]; then
 	export ATHENZ_ZTS_ROLECERT="$PWD/.bin/zts-rolecert"
 	export ATHENZ_ZTS_ACCESSTOKEN="$PWD/.bin/zts-accesstoken"
 	export ATHENZ_ZPE_UPDATER="$PWD/.bin/zpe-updater"
+fi
+
+# The end-to-end test of `athenz-mesh dev` runs the real binary, built exactly as the
+# Dockerfile builds it (keep the flags in step).
+if [[ -z "${ATHENZ_MESH_BIN:-}" ]]; then
+	echo "==> building athenz-mesh into .bin/ (as the Dockerfile does)"
+	CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$PWD/.bin/athenz-mesh" ./cmd/athenz-mesh
+	export ATHENZ_MESH_BIN="$PWD/.bin/athenz-mesh"
 fi
 
 # The race detector needs cgo, which needs a C compiler (gcc or clang).

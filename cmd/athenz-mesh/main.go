@@ -85,7 +85,7 @@ version. The dev mode is being built.` + exitStatusHelp,
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error {
 		return &statusError{code: exitError, err: err, usage: true}
 	})
-	root.AddCommand(newVersionCmd(), newPolicyCmd(), newAuthzCmd(), newIssuerCmd(), newAgentCmd())
+	root.AddCommand(newVersionCmd(), newPolicyCmd(), newAuthzCmd(), newIssuerCmd(), newAgentCmd(), newDevCmd())
 	return root
 }
 

@@ -55,8 +55,8 @@ func TestPolicyCompileAndVerify(t *testing.T) {
 	if m == nil {
 		t.Fatalf("compile summary = %q, want %s", r.stderr, compileSummary)
 	}
-	if m[1] != signed || m[2] != "8" || m[3] != "10" || m[6] != `signed ES256 key id "default"` {
-		t.Errorf("compile summary = %q: want 8 roles, 10 assertions, signed ES256", r.stderr)
+	if m[1] != signed || m[2] != "10" || m[3] != "12" || m[6] != `signed ES256 key id "default"` {
+		t.Errorf("compile summary = %q: want 10 roles, 12 assertions, signed ES256", r.stderr)
 	}
 	if st, err := os.Stat(signed); err != nil || st.Size() == 0 {
 		t.Fatalf("bundle not written: %v", err)
