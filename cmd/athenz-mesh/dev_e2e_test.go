@@ -387,4 +387,3 @@ func runTool(t *testing.T, dir, bin string, args ...string) string {
 	}
 	return stdout.String()
 }
-
