@@ -15,6 +15,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -40,7 +41,7 @@ func TestDevEndToEnd(t *testing.T) {
 	}
 	bin := devBinary(t)
 	dir := shortTempDir(t)
-	sum := startDev(t, bin, dir)
+	sum, stop := startDev(t, bin, dir)
 
 	conn, err := sdstest.Dial(sum.SDSSocket)
 	if err != nil {
@@ -118,6 +119,30 @@ func TestDevEndToEnd(t *testing.T) {
 		t.Logf("enforced %s after the edit", time.Since(written).Round(time.Millisecond))
 	})
 
+	t.Run("a restart keeps the CA and the records", func(t *testing.T) {
+		before, err := os.ReadFile(sum.CACert)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conn.Close()
+		authzConn.Close()
+		stop()
+		again, _ := startDev(t, bin, dir)
+		after, err := os.ReadFile(again.CACert)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(before) != string(after) {
+			t.Fatal("the restarted dev mode has another CA")
+		}
+		conn2, err := sdstest.Dial(again.SDSSocket)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn2.Close()
+		devSDSIdentities(t, conn2)
+	})
+
 }
 
 // devBinary builds athenz-mesh as the Dockerfile and scripts/test.sh do (keep the flags
@@ -136,7 +161,9 @@ func devBinary(t *testing.T) string {
 }
 
 // startDev starts the binary's dev mode on free ports and waits for its summary line.
-func startDev(t *testing.T, bin, dir string) devSummary {
+// stop sends SIGINT (Ctrl-C) and fails the test unless dev exits cleanly; it runs at
+// cleanup when the test has not called it.
+func startDev(t *testing.T, bin, dir string) (sum devSummary, stop func()) {
 	cmd := exec.Command(bin, "dev", "--dir", dir, "--ports", "auto")
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
@@ -148,18 +175,22 @@ func startDev(t *testing.T, bin, dir string) devSummary {
 		t.Fatal(err)
 	}
 	exited := make(chan error, 1)
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGINT)
-		select {
-		case err := <-exited:
-			if err != nil {
-				t.Errorf("dev did not stop cleanly on Ctrl-C: %v\n%s", err, stderr.String())
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			_ = cmd.Process.Signal(syscall.SIGINT)
+			select {
+			case err := <-exited:
+				if err != nil {
+					t.Errorf("dev did not stop cleanly on Ctrl-C: %v\n%s", err, stderr.String())
+				}
+			case <-time.After(30 * time.Second):
+				_ = cmd.Process.Kill()
+				t.Error("dev did not stop within 30 s of SIGINT")
 			}
-		case <-time.After(30 * time.Second):
-			_ = cmd.Process.Kill()
-			t.Error("dev did not stop within 30 s of SIGINT")
-		}
-	})
+		})
+	}
+	t.Cleanup(stop)
 	ready := make(chan struct{})
 	go func() {
 		sc := bufio.NewScanner(stdout)
@@ -183,11 +214,10 @@ func startDev(t *testing.T, bin, dir string) devSummary {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var sum devSummary
 	if err := json.Unmarshal(data, &sum); err != nil {
 		t.Fatal(err)
 	}
-	return sum
+	return sum, stop
 }
 
 // devSDSIdentities subscribes as Envoy does to default (media.frontend, the first
