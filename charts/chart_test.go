@@ -327,6 +327,36 @@ func TestRender(t *testing.T) {
 			},
 		},
 		{
+			name:   "node agent through the Istio CA API",
+			values: strings.Replace(meshValues, "agent:\n  enabled: true\n", "agent:\n  enabled: true\n  istioCA: {enabled: true}\n", 1),
+			check: func(t *testing.T, r *release) {
+				cfg := issuerConfig(t, r)
+				ag := agentConfig(t, r)
+				ic := ag.Node.IstioCA
+				if ic == nil {
+					t.Fatal("agent.istioCA.enabled rendered no node.istio_ca")
+				}
+				if want := "am-athenz-mesh-issuer." + namespace + ".svc:15012"; ic.Address != want {
+					t.Errorf("node.istio_ca.address %q, want %q", ic.Address, want)
+				}
+				if !slices.Contains(cfg.TLS.Hostnames, strings.Split(ic.Address, ":")[0]) {
+					t.Errorf("the issuer's TLS names %v lack the agent's Istio CA host %q", cfg.TLS.Hostnames, ic.Address)
+				}
+				if !slices.Contains(cfg.Istio.Audiences, ic.Audience) || ic.Audience != "istio-ca" {
+					t.Errorf("agent audience %q, issuer audiences %v", ic.Audience, cfg.Istio.Audiences)
+				}
+				if ic.ClusterID != cfg.Istio.Clusters[0].ID || ic.TrustDomain != cfg.Istio.TrustDomain {
+					t.Errorf("agent cluster %q td %q; issuer %+v", ic.ClusterID, ic.TrustDomain, cfg.Istio)
+				}
+				if ag.Node.TokenPath != "" {
+					t.Errorf("node.token_path %q, want the default (Istio's istio-token volume)", ag.Node.TokenPath)
+				}
+				if !strings.Contains(r.notes, "Istio CA API at "+ic.Address) || !strings.Contains(r.notes, "spiffe://cluster.local/ns/<namespace>/sa/<service account>") {
+					t.Errorf("NOTES.txt does not say where the agent's certificates come from:\n%s", r.notes)
+				}
+			},
+		},
+		{
 			name:   "everything off but authz",
 			values: authzOnly,
 			check: func(t *testing.T, r *release) {
@@ -402,6 +432,10 @@ func TestRejectedValues(t *testing.T) {
 		{"policy without namespace", "istio: {authorizationPolicies: [{name: a}]}\n", "namespace"},
 		{"agent without a mapping", "agent: {enabled: true}\n", "identityMapping"},
 		{"Istio CA without a mapping", "issuer: {istioCA: {enabled: true}}\n", "identityMapping"},
+		{"agent on the Istio CA API without it", "identityMapping: {rule: {}}\nagent: {enabled: true, istioCA: {enabled: true}}\n", "istioCA"},
+		{"agent cluster ID the issuer does not know", "identityMapping: {rule: {}}\nissuer: {istioCA: {enabled: true}}\nagent: {enabled: true, istioCA: {enabled: true, clusterID: other}}\n", "issuer.istioCA.clusterIDs"},
+		{"agent audience the issuer does not accept", "identityMapping: {rule: {}}\nissuer: {istioCA: {enabled: true}}\nagent: {enabled: true, istioCA: {enabled: true, audience: athenz-mesh}}\n", "issuer.istioCA.audiences"},
+		{"agent Istio CA address without port", "agent: {istioCA: {address: issuer}}\n", "address"},
 		{"inline trust without roots", "trust: {existingConfigMap: \"\"}\n", "rootsPEM"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -60,6 +60,7 @@ const (
 	attestJoinToken                = "join_token"
 	attestNToken                   = "ntoken"
 	attestRegisterToken            = "register_token"
+	defaultIstioProviderLabel      = "athenz-mesh.istio"
 )
 
 // AgentIssuerConfig says how to reach the issuer.
@@ -101,17 +102,20 @@ type AgentSidecarConfig struct {
 // AgentNodeConfig configures node mode.
 type AgentNodeConfig struct {
 	// Provider is the issuer's k8s provider the pods' identities register through.
-	// Required.
+	// Required, unless istio_ca is set (then unused: the issuer's istio.provider names
+	// those certificates).
 	Provider string `yaml:"provider"`
 	// Mapping maps a pod's namespace and service account to its Athenz service, the same
-	// rules as the issuer's k8s provider mapping (it must agree with it).
+	// rules as the issuer's k8s provider mapping (with istio_ca, its istio.mapping); it
+	// must agree with it.
 	Mapping k8s.Mapping `yaml:"mapping"`
 	// KeyType is ecdsa-p256 or rsa-2048. Empty: ecdsa-p256.
 	KeyType string `yaml:"key_type"`
 	// Validity is the certificate lifetime asked for. Zero: the issuer's default.
 	Validity time.Duration `yaml:"validity"`
 	// TokenPath is where a pod's projected token is on the host, with {pod_uid}. Empty:
-	// DefaultKubeletTokenPath.
+	// DefaultKubeletTokenPath (the "athenz-mesh-token" volume), or with istio_ca
+	// DefaultIstioKubeletTokenPath (the "istio-token" volume of Istio's injection).
 	TokenPath string `yaml:"token_path"`
 	// ProcRoot is the host's /proc as mounted in the agent. Empty: /proc.
 	ProcRoot string `yaml:"proc_root"`
@@ -119,6 +123,34 @@ type AgentNodeConfig struct {
 	IdleGrace time.Duration `yaml:"idle_grace"`
 	// Kubelet says how to list the node's pods.
 	Kubelet AgentKubeletConfig `yaml:"kubelet"`
+	// IstioCA, when set, obtains the pods' certificates from the issuer's Istio CA API
+	// (CreateCertificate) instead of registering them through provider: they carry the
+	// pods' Istio identities spiffe://<trust domain>/ns/<ns>/sa/<sa>, as Istio's secure
+	// naming and AuthorizationPolicy principals expect, with the Athenz principal in the
+	// CN. Nil: the ZTS API, with the Athenz SPIFFE form.
+	IstioCA *AgentIstioCAConfig `yaml:"istio_ca"`
+}
+
+// AgentIstioCAConfig says how node mode reaches the issuer's Istio CA API. The TLS roots
+// are issuer.ca_file; the service-account token sent is each pod's own projected token,
+// read from node.token_path. Role certificates and tokens are not available this way.
+type AgentIstioCAConfig struct {
+	// Address is the gRPC address of the issuer's Istio CA API (its istio.listen), as
+	// host:port, e.g. athenz-mesh-issuer.athenz-mesh.svc:15012. Required.
+	Address string `yaml:"address"`
+	// ClusterID is the ClusterID metadata sent: one of the issuer's istio.clusters[].id
+	// (Istio's default is "Kubernetes"). Required.
+	ClusterID string `yaml:"cluster_id"`
+	// ServerName is the name the issuer's TLS certificate is checked against. Empty: the
+	// host of Address.
+	ServerName string `yaml:"server_name"`
+	// TrustDomain is the mesh's trust domain; it must be the issuer's
+	// istio.trust_domain. Empty: cluster.local.
+	TrustDomain string `yaml:"trust_domain"`
+	// Audience is the audience the pods' tokens must carry, one of the issuer's
+	// istio.audiences; a pod whose token lacks it is not served. Empty: istio-ca (that of
+	// the "istio-token" volume Istio's injection adds).
+	Audience string `yaml:"audience"`
 }
 
 // AgentKubeletConfig says how to reach the kubelet's pod list.

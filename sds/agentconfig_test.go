@@ -1,8 +1,12 @@
 package sds
 
 import (
+	"os"
+	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/athenz-mesh/athenz-mesh/internal/yamlconfig"
 )
 
 func TestAgentConfigExample(t *testing.T) {
@@ -84,5 +88,122 @@ func TestAgentConfigProblems(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestAgentConfigIstioCA checks node.istio_ca: what it requires, what it refuses
+// (role certificates), and what it turns into.
+func TestAgentConfigIstioCA(t *testing.T) {
+	const node = "issuer: {url: https://issuer:4443/zts/v1}\nmode: node\nnode:\n  mapping: {rule: {}}\n"
+	const ca = "  istio_ca: {address: issuer:15012, cluster_id: Kubernetes}\n"
+	for _, tc := range []struct {
+		name string
+		yaml string
+		want []string // substrings, one per problem
+	}{
+		{"minimal", node + ca, nil},
+		{"every field", node + "  istio_ca: {address: \"[::1]:15012\", cluster_id: c1, server_name: issuer.svc, trust_domain: mesh.example, audience: my-aud}\n", nil},
+		{"provider still checked when set", node + "  provider: \"bad provider\"\n" + ca, []string{"node.provider"}},
+		{"provider required without istio_ca", node, []string{"node.provider"}},
+		{"empty istio_ca", node + "  istio_ca: {}\n", []string{"node.istio_ca.address is required", "node.istio_ca.cluster_id is required"}},
+		{"address without port", node + "  istio_ca: {address: issuer, cluster_id: Kubernetes}\n", []string{"want host:port"}},
+		{"address without host", node + "  istio_ca: {address: \":15012\", cluster_id: Kubernetes}\n", []string{"want host:port"}},
+		{"bad trust domain", node + "  istio_ca: {address: issuer:15012, cluster_id: K, trust_domain: \"Not A TD\"}\n", []string{"node.istio_ca.trust_domain"}},
+		{"audience with spaces", node + "  istio_ca: {address: issuer:15012, cluster_id: K, audience: \" istio-ca\"}\n", []string{"node.istio_ca.audience"}},
+		{"unknown key", node + "  istio_ca: {address: issuer:15012, cluster_id: K, clusterid: K}\n", []string{"clusterid"}},
+		{"roles refused", node + ca + "identities:\n  - {domain: sports, service: api, provider: p.q, roles: [\"sports:role.readers\"], attestation: {kind: k8s}}\n",
+			[]string{"identities[0].roles: role certificates are not available with node.istio_ca"}},
+		{"token api still refused", node + ca + "token_api: {listen: 127.0.0.1:4080}\n", []string{"not available in node mode"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg, err := DecodeAgentConfig(strings.NewReader(tc.yaml))
+			if err == nil {
+				err = cfg.Validate()
+			}
+			if tc.want == nil {
+				if err != nil {
+					t.Fatalf("unexpected: %v", err)
+				}
+				return
+			}
+			ce, ok := err.(*AgentConfigError)
+			if !ok {
+				t.Fatalf("error %v, want *AgentConfigError", err)
+			}
+			if len(ce.Problems) != len(tc.want) {
+				t.Fatalf("problems:\n%s\nwant %d matching %q", strings.Join(ce.Problems, "\n"), len(tc.want), tc.want)
+			}
+			for i, w := range tc.want {
+				if !strings.Contains(ce.Problems[i], w) {
+					t.Errorf("problem %d = %q, want %q", i, ce.Problems[i], w)
+				}
+			}
+		})
+	}
+}
+
+// TestAgentConfigIstioCASettings checks what a valid node.istio_ca becomes: the Istio
+// settings with their defaults, the node template and the bundle's trust domains.
+func TestAgentConfigIstioCASettings(t *testing.T) {
+	for _, tc := range []struct {
+		name         string
+		yaml         string
+		trustDomains []string
+		td, aud      string
+		provider     string
+	}{
+		{"defaults", "  istio_ca: {address: i:1, cluster_id: K}\n", []string{"cluster.local"}, "cluster.local", "istio-ca", defaultIstioProviderLabel},
+		{"athenz trust domain too", "  provider: p.k8s\n  istio_ca: {address: i:1, cluster_id: K, trust_domain: mesh.example, audience: a}\ncertificates: {spiffe_trust_domain: athenz.example}\n",
+			[]string{"mesh.example", "athenz.example"}, "mesh.example", "a", "p.k8s"},
+		{"explicit trust domains win", "  istio_ca: {address: i:1, cluster_id: K}\ncertificates: {trust_domains: [x.example]}\n", []string{"x.example"}, "cluster.local", "istio-ca", defaultIstioProviderLabel},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg, err := DecodeAgentConfig(strings.NewReader("issuer: {url: https://i/zts/v1}\nmode: node\nnode:\n  mapping: {rule: {}}\n" + tc.yaml))
+			if err == nil {
+				err = cfg.Validate()
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			mc, err := cfg.ManagerConfig()
+			if err != nil {
+				t.Fatal(err)
+			}
+			ni := cfg.NodeIstio()
+			m, err := NewManager(mc, ManagerDeps{Issuer: unusedIssuer{}, Sink: NewCache(), Node: &NodeIdentities{Demand: NewCache(), Istio: ni}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			m.mu.Lock()
+			tds := m.trustDomainsLocked()
+			m.mu.Unlock()
+			if strings.Join(tds, ",") != strings.Join(tc.trustDomains, ",") {
+				t.Errorf("bundle trust domains %v, want %v", tds, tc.trustDomains)
+			}
+			if ni == nil || ni.trustDomain() != tc.td || ni.audience() != tc.aud {
+				t.Errorf("istio settings %+v, want %s %s", ni, tc.td, tc.aud)
+			}
+			if p := cfg.NodeTemplate().Provider; p != tc.provider {
+				t.Errorf("template provider %q, want %q", p, tc.provider)
+			}
+		})
+	}
+}
+
+// TestAgentConfigDocumented keeps docs/agent.md in step with AgentConfig: every key, as
+// its dotted path or its last element in the reference tables.
+func TestAgentConfigDocumented(t *testing.T) {
+	doc, err := os.ReadFile("../docs/agent.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, path := range yamlconfig.Keys(reflect.TypeFor[AgentConfig]()) {
+		last := path[strings.LastIndex(path, ".")+1:]
+		// The tables name a key by its path, by its last element, or (a section such as
+		// attestation) by the keys below it: `attestation.kind`.
+		if !strings.Contains(string(doc), "`"+path+"`") && !strings.Contains(string(doc), "`"+last+"`") &&
+			!strings.Contains(string(doc), "."+last+"`") && !strings.Contains(string(doc), "`"+last+".") {
+			t.Errorf("%s is not documented in docs/agent.md", path)
+		}
 	}
 }

@@ -111,8 +111,10 @@ func (c *AgentConfig) validateNode(p *agentProblems) {
 		p.addf("node: required with mode: node (provider, mapping, kubelet)")
 		return
 	}
-	if err := athenz.ValidateServiceName(strings.ToLower(n.Provider)); err != nil {
-		p.addf("node.provider: %v", err)
+	if n.Provider != "" || n.IstioCA == nil {
+		if err := athenz.ValidateServiceName(strings.ToLower(n.Provider)); err != nil {
+			p.addf("node.provider: %v", err)
+		}
 	}
 	if err := n.Mapping.Validate(); err != nil {
 		p.addf("node.mapping: %v", err)
@@ -129,6 +131,36 @@ func (c *AgentConfig) validateNode(p *agentProblems) {
 	if n.Kubelet.URL != "" {
 		if u, err := url.Parse(n.Kubelet.URL); err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
 			p.addf("node.kubelet.url %q: not an http(s) URL", n.Kubelet.URL)
+		}
+	}
+	if n.IstioCA != nil {
+		c.validateIstioCA(p)
+	}
+}
+
+// validateIstioCA checks node.istio_ca, and that nothing configured needs what the Istio
+// CA API cannot give (role certificates).
+func (c *AgentConfig) validateIstioCA(p *agentProblems) {
+	ic := c.Node.IstioCA
+	if ic.Address == "" {
+		p.addf("node.istio_ca.address is required: the issuer's Istio CA API, e.g. athenz-mesh-issuer.athenz-mesh.svc:15012")
+	} else if host, port, err := net.SplitHostPort(ic.Address); err != nil || host == "" || port == "" {
+		p.addf("node.istio_ca.address %q: want host:port", ic.Address)
+	}
+	if ic.ClusterID == "" {
+		p.addf("node.istio_ca.cluster_id is required: one of the issuer's istio.clusters[].id (Istio's default is \"Kubernetes\")")
+	}
+	if td := ic.TrustDomain; td != "" {
+		if _, err := athenz.ParseSpiffeID(IstioSpiffeID(td, "default", "default")); err != nil {
+			p.addf("node.istio_ca.trust_domain %q: not a SPIFFE trust domain (lower-case DNS-like name)", td)
+		}
+	}
+	if strings.TrimSpace(ic.Audience) != ic.Audience {
+		p.addf("node.istio_ca.audience %q: leading or trailing space", ic.Audience)
+	}
+	for i, id := range c.Identities {
+		if len(id.Roles) > 0 {
+			p.addf("identities[%d].roles: role certificates are not available with node.istio_ca (the Istio CA API issues service certificates only)", i)
 		}
 	}
 }
@@ -344,10 +376,26 @@ func (c *AgentConfig) FilesConfig() *FilesConfig {
 	return &FilesConfig{Dir: c.Files.Dir, KeyMode: fs.FileMode(c.Files.KeyMode), CertMode: fs.FileMode(c.Files.CertMode)}
 }
 
+// NodeIstio returns node mode's Istio CA settings, nil without node.istio_ca. The caller
+// sets CA.
+func (c *AgentConfig) NodeIstio() *NodeIstio {
+	if c.Node == nil || c.Node.IstioCA == nil {
+		return nil
+	}
+	ic := c.Node.IstioCA
+	return &NodeIstio{TrustDomain: strings.ToLower(ic.TrustDomain), Audience: ic.Audience}
+}
+
 // NodeTemplate returns the IdentitySpec shared by node-mode identities.
 func (c *AgentConfig) NodeTemplate() IdentitySpec {
 	if c.Node == nil {
 		return IdentitySpec{}
 	}
-	return IdentitySpec{Provider: strings.ToLower(c.Node.Provider), KeyType: KeyType(c.Node.KeyType), Validity: c.Node.Validity}
+	provider := strings.ToLower(c.Node.Provider)
+	if provider == "" && c.Node.IstioCA != nil {
+		// Unused on the Istio path (the issuer's istio.provider names those
+		// certificates); it only labels the identities.
+		provider = defaultIstioProviderLabel
+	}
+	return IdentitySpec{Provider: provider, KeyType: KeyType(c.Node.KeyType), Validity: c.Node.Validity}
 }

@@ -136,6 +136,10 @@ type IdentitySpec struct {
 	Roles []RoleSpec
 	// RoleValidity is the role certificate lifetime asked for. Zero: the issuer's.
 	RoleValidity time.Duration
+
+	// istio, set for node identities with NodeIdentities.Istio, obtains the certificate
+	// from the Istio CA API instead of the ZTS API.
+	istio *NodeIstio
 }
 
 // Name returns the identity's principal, "<domain>.<service>".
@@ -162,6 +166,14 @@ func (s *IdentitySpec) validate() error {
 	}
 	if s.Collector == nil {
 		errs = append(errs, errors.New("an attestation collector is required"))
+	}
+	if s.istio != nil {
+		if s.istio.CA == nil {
+			errs = append(errs, errors.New("the Istio CA API client is required"))
+		}
+		if len(s.Roles) > 0 {
+			errs = append(errs, errors.New("role certificates cannot be had through the Istio CA API"))
+		}
 	}
 	for _, r := range s.Roles {
 		if !athenz.IsDomainName(r.Domain) || !athenz.IsEntityName(r.Role) {
@@ -204,7 +216,8 @@ type ManagerConfig struct {
 	// certificates.spiffe_trust_domain must be the same). Empty: spiffe://<domain>/sa/<service>.
 	SpiffeTrustDomain string
 	// TrustDomains are the SPIFFE trust domains the bundle anchors (Bundle.TrustDomains).
-	// Empty: SpiffeTrustDomain when set, else the domain of every identity and role.
+	// Empty: with NodeIdentities.Istio, its trust domain (and SpiffeTrustDomain when set);
+	// else SpiffeTrustDomain when set, else the domain of every identity and role.
 	TrustDomains []string
 	// RenewAfter and RenewBefore bound the point, as fractions of the lifetime, where a
 	// certificate is renewed: uniformly at random between them. Zero: 0.5 and 0.75.

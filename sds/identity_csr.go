@@ -165,27 +165,57 @@ func spiffeNamespaceOf(cert *x509.Certificate) string {
 // agent's own evidence, which the issuer verifies; the agent only needs to know which
 // instance id and namespace the issuer will read from it, to put them in its CSR.
 func k8sTokenInstance(token string) (podUID, namespace string, err error) {
+	c, err := k8sTokenClaims(token)
+	if err != nil {
+		return "", "", err
+	}
+	return c.podUID, c.namespace, nil
+}
+
+// k8sClaims is what the agent reads, unverified, from a projected service-account token.
+type k8sClaims struct {
+	podUID, namespace, serviceAccount string
+	audiences                         []string
+}
+
+// k8sTokenClaims reads the pod, namespace, service account and audiences of a
+// projected service-account token, without checking its signature (see
+// k8sTokenInstance). The token must be bound to a pod.
+func k8sTokenClaims(token string) (k8sClaims, error) {
 	parts := strings.Split(token, ".")
 	if len(parts) != 3 {
-		return "", "", errors.New("kubernetes token: not a compact JWS")
+		return k8sClaims{}, errors.New("kubernetes token: not a compact JWS")
 	}
 	payload, err := base64.RawURLEncoding.DecodeString(parts[1])
 	if err != nil {
-		return "", "", fmt.Errorf("kubernetes token: payload: %w", err)
+		return k8sClaims{}, fmt.Errorf("kubernetes token: payload: %w", err)
 	}
 	var claims struct {
+		Aud json.RawMessage `json:"aud"`
 		K8s struct {
 			Namespace string `json:"namespace"`
 			Pod       struct {
 				UID string `json:"uid"`
 			} `json:"pod"`
+			ServiceAccount struct {
+				Name string `json:"name"`
+			} `json:"serviceaccount"`
 		} `json:"kubernetes.io"`
 	}
 	if err := json.Unmarshal(payload, &claims); err != nil {
-		return "", "", fmt.Errorf("kubernetes token: claims: %w", err)
+		return k8sClaims{}, fmt.Errorf("kubernetes token: claims: %w", err)
 	}
 	if claims.K8s.Pod.UID == "" || claims.K8s.Namespace == "" {
-		return "", "", errors.New("kubernetes token: not bound to a pod (no kubernetes.io pod uid and namespace)")
+		return k8sClaims{}, errors.New("kubernetes token: not bound to a pod (no kubernetes.io pod uid and namespace)")
 	}
-	return claims.K8s.Pod.UID, claims.K8s.Namespace, nil
+	c := k8sClaims{podUID: claims.K8s.Pod.UID, namespace: claims.K8s.Namespace, serviceAccount: claims.K8s.ServiceAccount.Name}
+	// aud is a string or an array of strings (RFC 7519 §4.1.3); anything else reads as
+	// no audience.
+	var one string
+	if json.Unmarshal(claims.Aud, &one) == nil {
+		c.audiences = []string{one}
+	} else {
+		_ = json.Unmarshal(claims.Aud, &c.audiences)
+	}
+	return c, nil
 }

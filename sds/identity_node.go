@@ -33,6 +33,9 @@ const DefaultKubeletTokenPath = "/var/lib/kubelet/pods/" + PodUIDPlaceholder + "
 // NodeConfig.Map so that every mapped pod is passed to Record. A pod without the
 // projected token volume cannot be proven, and its identity is not issued (logged and
 // retried with backoff).
+//
+// With Istio set, the certificates come from the issuer's Istio CA API instead and carry
+// the pods' Istio identities (see NodeIstio).
 type NodeIdentities struct {
 	// Demand says which identities connected workloads ask for (the *Cache). Required.
 	Demand DemandSource
@@ -40,32 +43,47 @@ type NodeIdentities struct {
 	// Validity, Namespace. Domain, Service, InstanceID and Collector are set per identity.
 	Template IdentitySpec
 	// TokenPath is the path of a pod's token, with PodUIDPlaceholder for its UID. Empty:
-	// DefaultKubeletTokenPath.
+	// DefaultKubeletTokenPath, or DefaultIstioKubeletTokenPath with Istio.
 	TokenPath string
+	// Istio, when set, obtains the certificates from the issuer's Istio CA API. Nil: the
+	// ZTS API (register, then refresh).
+	Istio *NodeIstio
 
-	mu   sync.Mutex
-	pods map[string][]string // identity → pod UIDs, most recently seen last
+	mu    sync.Mutex
+	pods  map[string][]string     // identity → pod UIDs, most recently seen last
+	podSA map[string]istioBinding // pod UID → its service account, with Istio
 }
 
 // maxPodsPerIdentity bounds the pods remembered per identity.
 const maxPodsPerIdentity = 64
 
-// Record notes that pod maps to identity. Safe for concurrent use.
-func (n *NodeIdentities) Record(p Pod, identity string) {
+// Record notes that pod maps to identity. With Istio, it refuses a pod whose service
+// account differs from the one the identity is already served for on this node; the
+// caller must then not grant the identity. Safe for concurrent use.
+func (n *NodeIdentities) Record(p Pod, identity string) error {
 	if p.UID == "" || identity == "" {
-		return
+		return nil
 	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if n.pods == nil {
 		n.pods = make(map[string][]string)
 	}
+	if n.Istio != nil {
+		if err := n.bindIstio(p, identity); err != nil {
+			return err
+		}
+	}
 	uids := slices.DeleteFunc(n.pods[identity], func(u string) bool { return u == p.UID })
 	uids = append(uids, p.UID)
 	if len(uids) > maxPodsPerIdentity {
+		for _, u := range uids[:len(uids)-maxPodsPerIdentity] {
+			delete(n.podSA, u)
+		}
 		uids = uids[len(uids)-maxPodsPerIdentity:]
 	}
 	n.pods[identity] = uids
+	return nil
 }
 
 // podsOf returns the pods recorded for identity, most recent first.
@@ -88,7 +106,21 @@ func (n *NodeIdentities) spec(name string) (IdentitySpec, error) {
 	spec.InstanceFromK8sToken = true
 	spec.Collector = &podTokenCollector{n: n, identity: name}
 	spec.Provider = strings.ToLower(spec.Provider)
+	spec.istio = n.Istio
 	return spec, spec.validate()
+}
+
+// tokenPath is the path of a pod's projected token.
+func (n *NodeIdentities) tokenPath(uid string) string {
+	tmpl := n.TokenPath
+	switch {
+	case tmpl != "":
+	case n.Istio != nil:
+		tmpl = DefaultIstioKubeletTokenPath
+	default:
+		tmpl = DefaultKubeletTokenPath
+	}
+	return strings.ReplaceAll(tmpl, PodUIDPlaceholder, uid)
 }
 
 // podTokenCollector reads the projected token of a pod mapped to one identity.
@@ -100,10 +132,6 @@ type podTokenCollector struct {
 // Collect returns the token of the most recently seen pod of the identity whose token
 // file is readable (pods that are gone have no files any more).
 func (c *podTokenCollector) Collect(ctx context.Context, _ attestor.Target) (string, error) {
-	tmpl := c.n.TokenPath
-	if tmpl == "" {
-		tmpl = DefaultKubeletTokenPath
-	}
 	uids := c.n.podsOf(c.identity)
 	if len(uids) == 0 {
 		return "", fmt.Errorf("no pod on this node is known to be %s", c.identity)
@@ -113,7 +141,7 @@ func (c *podTokenCollector) Collect(ctx context.Context, _ attestor.Target) (str
 		if err := ctx.Err(); err != nil {
 			return "", err
 		}
-		path := strings.ReplaceAll(tmpl, PodUIDPlaceholder, uid)
+		path := c.n.tokenPath(uid)
 		b, err := readSmallFile(path, 16<<10)
 		if err != nil {
 			errs = append(errs, err)
@@ -124,7 +152,11 @@ func (c *podTokenCollector) Collect(ctx context.Context, _ attestor.Target) (str
 		}
 		errs = append(errs, fmt.Errorf("%s is empty", path))
 	}
-	return "", fmt.Errorf("no readable projected token for %s (does the pod mount the athenz-mesh-token volume?): %w", c.identity, errors.Join(errs...))
+	volume := "athenz-mesh-token"
+	if c.n.Istio != nil {
+		volume = "istio-token"
+	}
+	return "", fmt.Errorf("no readable projected token for %s (does the pod mount the %s volume?): %w", c.identity, volume, errors.Join(errs...))
 }
 
 func readSmallFile(path string, limit int64) ([]byte, error) {

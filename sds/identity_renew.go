@@ -200,9 +200,12 @@ func (m *Manager) expire(st *identityState, now time.Time) {
 }
 
 // obtain gets a new certificate: a refresh over mTLS while the current one is valid,
-// else (or when the issuer refuses the refresh) a registration with fresh attestation.
-// A new key is generated every time.
+// else (or when the issuer refuses the refresh) a registration with fresh attestation;
+// for Istio identities, a new CreateCertificate. A new key is generated every time.
 func (m *Manager) obtain(ctx context.Context, st *identityState) error {
+	if st.spec.istio != nil {
+		return m.obtainIstio(ctx, st)
+	}
 	if cur := st.current(); cur != nil && m.clock.Now().Before(cur.leaf().NotAfter) {
 		err := m.refresh(ctx, st, cur)
 		if err == nil || !isRefused(err) {
@@ -308,6 +311,13 @@ func (m *Manager) install(st *identityState, issued *IssuedIdentity, key crypto.
 		cred: &Credential{Chain: chain, Key: key}, provider: provider,
 		instanceID: cmpOr(instanceID, issued.InstanceID), namespace: namespace, intermediates: inter,
 	}
+	return m.commit(st, ic, roots, how)
+}
+
+// commit makes a checked credential current: cache, bundle (when roots are given),
+// schedule, files.
+func (m *Manager) commit(st *identityState, ic *issuedCred, roots []*x509.Certificate, how string) error {
+	leaf := ic.leaf()
 	if err := m.sink.SetIdentity(st.name, ic.cred); err != nil {
 		return fmt.Errorf("%s %s: %w", how, st.name, err)
 	}
@@ -316,12 +326,12 @@ func (m *Manager) install(st *identityState, issued *IssuedIdentity, key crypto.
 	}
 	st.mu.Lock()
 	st.cur = ic
-	st.sched.renewAt = m.renewPoint(certs[0])
+	st.sched.renewAt = m.renewPoint(leaf)
 	renewAt := st.sched.renewAt
 	st.mu.Unlock()
 	m.writeIdentityFiles(st, ic.cred, roots)
 	m.log.Info("certificate issued", "identity", st.name, "how", how, "instance", ic.instanceID,
-		"serial", certs[0].SerialNumber.Text(16), "not_after", certs[0].NotAfter, "renew_at", renewAt)
+		"serial", leaf.SerialNumber.Text(16), "not_after", leaf.NotAfter, "renew_at", renewAt)
 	return nil
 }
 
@@ -482,6 +492,15 @@ func (m *Manager) refreshTrustDomains() {
 func (m *Manager) trustDomainsLocked() []string {
 	if len(m.cfg.TrustDomains) > 0 {
 		return m.cfg.TrustDomains
+	}
+	if m.node != nil && m.node.Istio != nil {
+		// Node identities are Istio's: the bundle anchors the mesh's trust domain, and
+		// the Athenz one when set.
+		tds := []string{m.node.Istio.trustDomain()}
+		if td := m.cfg.SpiffeTrustDomain; td != "" && td != tds[0] {
+			tds = append(tds, td)
+		}
+		return tds
 	}
 	if m.cfg.SpiffeTrustDomain != "" {
 		return []string{m.cfg.SpiffeTrustDomain}

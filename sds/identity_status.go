@@ -105,7 +105,7 @@ func newManagerMetrics(reg prometheus.Registerer, m *Manager) (*managerMetrics, 
 	mm := &managerMetrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "athenz_mesh_agent_issuer_requests_total",
-			Help: "Calls to the issuer by operation (register, refresh, role_certificate, access_token, role_token) and result (ok, refused, error).",
+			Help: "Calls to the issuer by operation (register, refresh, role_certificate, access_token, role_token, istio_create_certificate) and result (ok, refused, error).",
 		}, []string{"op", "result"}),
 		fileErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "athenz_mesh_agent_file_write_errors_total",

@@ -29,6 +29,7 @@ type agent struct {
 	log      *slog.Logger
 	cache    *sds.Cache
 	issuer   *agentIssuer
+	istioCA  *agentIstioCA // node mode with node.istio_ca only
 	manager  *sds.Manager
 	server   *sds.Server
 	tokenAPI *sds.TokenAPI
@@ -45,6 +46,8 @@ type agentDeps struct {
 	reg   *prometheus.Registry
 	clock sds.Clock
 	rand  func() float64
+	// pods replaces, in node mode, the kubelet's pod list (tests have no Kubernetes).
+	pods sds.PodLookup
 }
 
 // newAgent builds the agent from a validated config and binds its socket and listeners,
@@ -59,7 +62,7 @@ func newAgent(cfg sds.AgentConfig, deps agentDeps) (a *agent, err error) {
 	if a.issuer, err = newAgentIssuer(cfg.Issuer.URL, cfg.Issuer.CAFile, cfg.Issuer.Timeout); err != nil {
 		return nil, err
 	}
-	auth, node, err := a.authorizer()
+	auth, node, err := a.authorizer(deps.pods)
 	if err != nil {
 		return nil, err
 	}
@@ -105,23 +108,31 @@ func buildManager(cfg sds.AgentConfig, sink sds.SecretSink, iss sds.Issuer, node
 }
 
 // authorizer returns the peer authorizer of the mode and, in node mode, the node
-// identities the manager follows.
-func (a *agent) authorizer() (sds.Authorizer, *sds.NodeIdentities, error) {
+// identities the manager follows. pods, when set, replaces the kubelet's pod list.
+func (a *agent) authorizer(pods sds.PodLookup) (sds.Authorizer, *sds.NodeIdentities, error) {
 	if a.cfg.Mode != sds.ModeNode {
 		auth, err := sds.NewSidecarAuthorizer(a.cfg.IdentityNames(), a.cfg.Sidecar.UIDs, a.cfg.Sidecar.GIDs)
 		return auth, nil, err
 	}
 	n := a.cfg.Node
-	node := &sds.NodeIdentities{Demand: a.cache, Template: a.cfg.NodeTemplate(), TokenPath: n.TokenPath}
-	client, err := kubeletClient(n.Kubelet)
-	if err != nil {
-		return nil, nil, err
+	node := &sds.NodeIdentities{Demand: a.cache, Template: a.cfg.NodeTemplate(), TokenPath: n.TokenPath, Istio: a.cfg.NodeIstio()}
+	if node.Istio != nil {
+		var err error
+		if a.istioCA, err = newAgentIstioCA(n.IstioCA, a.cfg.Issuer.CAFile); err != nil {
+			return nil, nil, err
+		}
+		node.Istio.CA = a.istioCA
 	}
-	pods, err := sds.NewKubeletPods(sds.KubeletPodsConfig{
-		URL: n.Kubelet.URL, TokenFile: cmpDefault(n.Kubelet.TokenFile, sds.DefaultServiceAccountTokenFile), Client: client,
-	})
-	if err != nil {
-		return nil, nil, err
+	if pods == nil {
+		client, err := kubeletClient(n.Kubelet)
+		if err != nil {
+			return nil, nil, err
+		}
+		if pods, err = sds.NewKubeletPods(sds.KubeletPodsConfig{
+			URL: n.Kubelet.URL, TokenFile: cmpDefault(n.Kubelet.TokenFile, sds.DefaultServiceAccountTokenFile), Client: client,
+		}); err != nil {
+			return nil, nil, err
+		}
 	}
 	mapping := n.Mapping
 	auth, err := sds.NewNodeAuthorizer(sds.NodeConfig{
@@ -132,7 +143,9 @@ func (a *agent) authorizer() (sds.Authorizer, *sds.NodeIdentities, error) {
 				return "", nil
 			}
 			id := d + "." + s
-			node.Record(p, id)
+			if err := node.Record(p, id); err != nil {
+				return "", err
+			}
 			return id, nil
 		},
 	})
@@ -267,6 +280,7 @@ func (a *agent) Close() error {
 		if a.issuer != nil {
 			a.issuer.close()
 		}
+		a.istioCA.close()
 	})
 	return nil
 }

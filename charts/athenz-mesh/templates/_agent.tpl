@@ -8,6 +8,7 @@
   "metrics" (dict "listen" (printf ":%v" $v.metricsPort))
 -}}
 {{- $node := dict "provider" .Values.issuer.k8sProvider.name "mapping" (include "athenz-mesh.identityMapping" . | fromYaml) -}}
+{{- with (include "athenz-mesh.agentIstioCA" . | fromYaml) }}{{ $_ := set $node "istio_ca" . }}{{ end -}}
 {{- $_ := set $owned "node" (mustMergeOverwrite (deepCopy (default (dict) $v.config.node)) $node) -}}
 {{- $td := dig "certificates" "spiffe_trust_domain" "" .Values.issuer.config -}}
 {{- if and $td (not (dig "certificates" "spiffe_trust_domain" "" $v.config)) -}}
@@ -18,4 +19,23 @@
 
 {{- define "athenz-mesh.agentIssuerURL" -}}
 {{- default (include "athenz-mesh.issuerURL" .) .Values.agent.issuerURL -}}
+{{- end -}}
+
+{{/* node.istio_ca of the agent, empty when agent.istioCA is off. */}}
+{{- define "athenz-mesh.agentIstioCA" -}}
+{{- $a := .Values.agent.istioCA -}}
+{{- $i := .Values.issuer.istioCA -}}
+{{- if $a.enabled -}}
+{{- $audience := default (first $i.audiences) $a.audience -}}
+{{- if not $a.address -}}
+{{- if not (has $a.clusterID $i.clusterIDs) -}}
+{{- fail (printf "agent.istioCA.clusterID %q is not among issuer.istioCA.clusterIDs %v: the issuer would refuse every pod" $a.clusterID $i.clusterIDs) -}}
+{{- end -}}
+{{- if not (has $audience $i.audiences) -}}
+{{- fail (printf "agent.istioCA.audience %q is not among issuer.istioCA.audiences %v: the issuer would refuse every pod's token" $audience $i.audiences) -}}
+{{- end -}}
+{{- end -}}
+{{- $addr := default (printf "%s:%v" (include "athenz-mesh.issuerHost" .) $i.port) $a.address -}}
+{{- toYaml (dict "address" $addr "cluster_id" $a.clusterID "trust_domain" $i.trustDomain "audience" $audience) -}}
+{{- end -}}
 {{- end -}}

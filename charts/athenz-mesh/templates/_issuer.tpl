@@ -41,7 +41,7 @@
 {{- if $v.istioCA.enabled -}}
 {{- $clusters := list -}}
 {{- range $v.istioCA.clusterIDs }}{{ $clusters = append $clusters (dict "id" . "token_review" (dict)) }}{{ end -}}
-{{- $istio := dict "listen" (printf ":%v" $v.istioCA.port) "trust_domain" $v.istioCA.trustDomain "provider" $v.istioCA.provider "clusters" $clusters "mapping" (include "athenz-mesh.identityMapping" . | fromYaml) -}}
+{{- $istio := dict "listen" (printf ":%v" $v.istioCA.port) "trust_domain" $v.istioCA.trustDomain "provider" $v.istioCA.provider "audiences" $v.istioCA.audiences "clusters" $clusters "mapping" (include "athenz-mesh.identityMapping" . | fromYaml) -}}
 {{- with $v.istioCA.maxValidity }}{{ $_ := set $istio "max_validity" . }}{{ end -}}
 {{- $_ := set $owned "istio" $istio -}}
 {{- end -}}
