@@ -49,7 +49,8 @@ them over SDS and the SPIFFE Workload API on DIR/agent.sock, to apps on the toke
 and as files in DIR/sia.
 
 When all parts are ready, a summary is printed and written to DIR/dev.json. Logs go to
-DIR/dev.log; warnings and errors also to standard error. Ctrl-C stops everything.
+DIR/dev.log; warnings, errors, domain reloads, bundle swaps and certificate issuance also
+to standard error. Ctrl-C stops everything.
 
 Ports (--ports): the defaults below, "auto" for free ones, or name=port pairs:
   zts 4443, issuer-metrics 9194, authz-grpc 9191, authz-http 9193,
@@ -330,36 +331,46 @@ Try Athenz's own client:
 	fmt.Fprintln(w, "\nCtrl-C stops everything; the next start keeps the CA and records.")
 }
 
-// devLogHandler writes every record at info and above to file as JSON, and warnings and
-// errors to the terminal as text, so that the terminal shows progress and problems.
+// devTerminalEvents are the info records worth a line on the terminal while a user edits
+// domain files or watches identities: each says that something the user did took effect.
+var devTerminalEvents = map[string]bool{
+	"domains reloaded":       true, // issuer: the domain files were read again
+	"policy bundle in force": true, // authz: the new decisions apply
+	"certificate issued":     true, // agent: an identity was issued or renewed
+}
+
+// devLogHandler writes every record at info and above to file as JSON, and to the
+// terminal as text the warnings, errors and devTerminalEvents, so that the terminal shows
+// progress and problems.
 func devLogHandler(file, term io.Writer) slog.Handler {
 	return teeHandler{
-		slog.NewJSONHandler(file, &slog.HandlerOptions{Level: slog.LevelInfo}),
-		slog.NewTextHandler(term, &slog.HandlerOptions{Level: slog.LevelWarn}),
+		file: slog.NewJSONHandler(file, &slog.HandlerOptions{Level: slog.LevelInfo}),
+		term: slog.NewTextHandler(term, &slog.HandlerOptions{Level: slog.LevelInfo}),
 	}
 }
 
-// teeHandler sends each record to both handlers.
-type teeHandler [2]slog.Handler
+// teeHandler sends each record to file, and the notable ones to term.
+type teeHandler struct{ file, term slog.Handler }
 
 func (t teeHandler) Enabled(ctx context.Context, l slog.Level) bool {
-	return t[0].Enabled(ctx, l) || t[1].Enabled(ctx, l)
+	return t.file.Enabled(ctx, l) || t.term.Enabled(ctx, l)
 }
 
 func (t teeHandler) Handle(ctx context.Context, r slog.Record) error {
 	var errs []error
-	for _, h := range t {
-		if h.Enabled(ctx, r.Level) {
-			errs = append(errs, h.Handle(ctx, r.Clone()))
-		}
+	if t.file.Enabled(ctx, r.Level) {
+		errs = append(errs, t.file.Handle(ctx, r.Clone()))
+	}
+	if r.Level >= slog.LevelWarn || devTerminalEvents[r.Message] {
+		errs = append(errs, t.term.Handle(ctx, r.Clone()))
 	}
 	return errors.Join(errs...)
 }
 
 func (t teeHandler) WithAttrs(as []slog.Attr) slog.Handler {
-	return teeHandler{t[0].WithAttrs(as), t[1].WithAttrs(as)}
+	return teeHandler{t.file.WithAttrs(as), t.term.WithAttrs(as)}
 }
 
 func (t teeHandler) WithGroup(name string) slog.Handler {
-	return teeHandler{t[0].WithGroup(name), t[1].WithGroup(name)}
+	return teeHandler{t.file.WithGroup(name), t.term.WithGroup(name)}
 }

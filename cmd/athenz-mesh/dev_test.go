@@ -1,10 +1,12 @@
 package main
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -163,5 +165,40 @@ func TestDevDocs(t *testing.T) {
 		if !strings.Contains(string(doc), row) {
 			t.Errorf("docs/dev.md lacks the port row %q", row)
 		}
+	}
+}
+
+// TestDevLogHandler checks what reaches the terminal: warnings, errors and the events a
+// user waits for, while the file gets every record at info and above.
+func TestDevLogHandler(t *testing.T) {
+	tests := []struct {
+		name     string
+		level    slog.Level
+		msg      string
+		wantFile bool
+		wantTerm bool
+	}{
+		{"debug is dropped", slog.LevelDebug, "domains reloaded", false, false},
+		{"routine info stays in the file", slog.LevelInfo, "listening", true, false},
+		{"a reload reaches the terminal", slog.LevelInfo, "domains reloaded", true, true},
+		{"a new bundle reaches the terminal", slog.LevelInfo, "policy bundle in force", true, true},
+		{"warnings reach the terminal", slog.LevelWarn, "anything", true, true},
+		{"errors reach the terminal", slog.LevelError, "domain reload failed", true, true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var file, term strings.Builder
+			log := slog.New(devLogHandler(&file, &term)).With("component", "issuer")
+			log.Log(context.Background(), tc.level, tc.msg, "n", 1)
+			if got := strings.Contains(file.String(), tc.msg); got != tc.wantFile {
+				t.Errorf("file got it: %v, want %v (%q)", got, tc.wantFile, file.String())
+			}
+			if got := strings.Contains(term.String(), tc.msg); got != tc.wantTerm {
+				t.Errorf("terminal got it: %v, want %v (%q)", got, tc.wantTerm, term.String())
+			}
+			if tc.wantTerm && !strings.Contains(term.String(), "component=issuer") {
+				t.Errorf("terminal line lacks the component: %q", term.String())
+			}
+		})
 	}
 }
