@@ -122,14 +122,26 @@ func (r *IstioNamingRule) Map(namespace, serviceAccount string) (domain, service
 		ns = strings.ReplaceAll(ns, r.Separator, ".")
 	}
 	domain = strings.ToLower(r.DomainPrefix + ns)
-	if domain == sysDomain || strings.HasPrefix(domain, sysDomain+".") {
+	if reservedDomain(domain) {
 		return "", "", false
 	}
 	return validMapped(domain, serviceAccount)
 }
 
-// sysDomain is Athenz's system domain; the naming rule never maps into it.
-const sysDomain = "sys"
+// reservedDomains are Athenz's system domain and the domains of people: a naming rule
+// never maps into them, or whoever may create a namespace "user" (or "home--alice" with
+// separator "--") and a service account "alice" would be the person user.alice. An
+// explicit entry may still name them.
+var reservedDomains = []string{"sys", "user", "home"}
+
+func reservedDomain(domain string) bool {
+	for _, r := range reservedDomains {
+		if domain == r || strings.HasPrefix(domain, r+".") {
+			return true
+		}
+	}
+	return false
+}
 
 func validMapped(domain, service string) (string, string, bool) {
 	domain, service = strings.ToLower(domain), strings.ToLower(service)

@@ -258,6 +258,12 @@ type MappingConfig struct {
 	// (entries, then a naming rule), the same mapping as the issuer's istio.mapping and its
 	// k8s providers' mapping. Nil: only Namespaces. See athenz.IstioMapping.
 	Istio *athenz.IstioMapping `yaml:"istio"`
+	// AthenzTrustDomains are the SPIFFE trust domains in which
+	// spiffe://<td>/ns/<ns>/sa/<domain>.<service> is the Athenz principal
+	// <domain>.<service>: the athenz-mesh issuer's certificates.spiffe_trust_domain, or
+	// Athenz SIA's. Never Istio's own trust domain, where anyone who may create a service
+	// account could name one "sys.auth.zts". Nil: that form is not trusted.
+	AthenzTrustDomains []string `yaml:"athenz_trust_domains"`
 	// Routes are request rules tried in order (host, path prefix, gRPC service and
 	// method); the first that matches sets the domain, action and entity it names. Nil:
 	// no rules. See policy.Route.
@@ -287,7 +293,8 @@ func (m *MappingConfig) Mapping() *policy.Mapping {
 	if m == nil {
 		return nil
 	}
-	out := &policy.Mapping{DefaultDomain: m.DefaultDomain, Hosts: m.Hosts, Principals: m.Principals, Namespaces: m.Namespaces, Istio: m.Istio}
+	out := &policy.Mapping{DefaultDomain: m.DefaultDomain, Hosts: m.Hosts, Principals: m.Principals, Namespaces: m.Namespaces,
+		Istio: m.Istio, AthenzTrustDomains: m.AthenzTrustDomains}
 	for _, r := range m.Routes {
 		out.Routes = append(out.Routes, policy.Route(r))
 	}

@@ -229,10 +229,11 @@ func writePublicKey(tb testing.TB, dir, name string, pub crypto.PublicKey, ybase
 }
 
 // credMapping maps the Istio namespace prod to the domain sports and one SPIFFE ID
-// explicitly.
+// explicitly, and trusts the Athenz namespaced form in the trust domain athenz.io.
 var credMapping = &policy.Mapping{
-	Namespaces: map[string]string{"prod": "sports"},
-	Principals: map[string]string{"spiffe://cluster.local/ns/legacy/sa/app": "sports.legacy"},
+	Namespaces:         map[string]string{"prod": "sports"},
+	Principals:         map[string]string{"spiffe://cluster.local/ns/legacy/sa/app": "sports.legacy"},
+	AthenzTrustDomains: []string{"athenz.io"},
 }
 
 // credConfig is the test configuration: issuer and audiences checked, both ZTS keys
@@ -484,6 +485,8 @@ func TestCredMTLSAndRoleCert(t *testing.T) {
 	runCredCases(t, f, []credCase{
 		{name: "principal only, Athenz form", in: credInput(nil, "spiffe://sports/sa/api", ""), want: api},
 		{name: "principal only, namespaced Athenz form", in: credInput(nil, "spiffe://athenz.io/ns/default/sa/sports.api", ""), want: api},
+		{name: "principal only, a service account of Istio's trust domain named like a system service",
+			in: credInput(nil, "spiffe://cluster.local/ns/prod/sa/sys.auth.zts", ""), reason: "invalid_principal"},
 		{name: "principal only, Istio form mapped by namespace", in: credInput(nil, "spiffe://cluster.local/ns/prod/sa/frontend", ""),
 			want: Caller{Principal: "sports.frontend", Source: SourceMTLS}},
 		{name: "principal only, explicit mapping", in: credInput(nil, "spiffe://cluster.local/ns/legacy/sa/app", ""),

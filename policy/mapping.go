@@ -2,6 +2,7 @@ package policy
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -55,6 +56,15 @@ type Mapping struct {
 	// Kubernetes attestor and the issuer's Istio CA apply too, so that the principal authz
 	// sees is the one the certificate's CN names. Nil: only Namespaces.
 	Istio *athenz.IstioMapping `json:"istio,omitempty"`
+	// AthenzTrustDomains are the SPIFFE trust domains whose namespaced IDs
+	// spiffe://<td>/ns/<ns>/sa/<domain>.<service> name an Athenz principal: the form the
+	// athenz-mesh issuer (certificates.spiffe_trust_domain) and Athenz SIA write. Only
+	// a CA that issues Athenz identities may own such a trust domain: Kubernetes allows
+	// dots in service account names, so in a trust domain of Istio's CA the service
+	// account "sys.auth.zts" of any namespace would otherwise be the principal
+	// sys.auth.zts. Nil: that form is never an Athenz principal, and a dotted service
+	// account goes through the Istio mapping like any other.
+	AthenzTrustDomains []string `json:"athenz_trust_domains,omitempty"`
 }
 
 // Route is one request rule of a Mapping. Conditions left empty match every request; a
@@ -150,10 +160,10 @@ func (m MappedRequest) Request(at time.Time) Request {
 //
 // The rules, identical in the bundle's envoy.authz Rego:
 //   - principal: Principals[source]; else spiffe://<domain>/sa/<service> gives
-//     "<domain>.<service>"; else spiffe://<td>/ns/<ns>/sa/<sa> gives <sa> when it
-//     contains a dot (the Athenz "domain.service" form) and otherwise the
-//     "<domain>.<service>" that the Istio mapping gives (see IstioService); anything else
-//     is unknown.
+//     "<domain>.<service>"; else spiffe://<td>/ns/<ns>/sa/<sa> gives <sa> when td is one
+//     of AthenzTrustDomains and sa contains a dot (the Athenz "domain.service" form, which
+//     must then be a valid principal), and otherwise the "<domain>.<service>" that the
+//     Istio mapping gives (see IstioService); anything else is unknown.
 //   - route: the first of Routes whose conditions hold (see Route), if any;
 //   - domain: context extension athenz.domain; else the route's Domain; else
 //     Hosts[lower(host)]; else Hosts of the host without ":<port>"; else DefaultDomain.
@@ -212,14 +222,19 @@ func (m *Mapping) Principal(source string) (string, bool) {
 	case len(parts) == 3 && parts[0] != "" && parts[1] == "sa" && parts[2] != "":
 		return parts[0] + "." + parts[2], true
 	case len(parts) == 5 && parts[0] != "" && parts[1] == "ns" && parts[2] != "" && parts[3] == "sa" && parts[4] != "":
-		if strings.Contains(parts[4], ".") {
-			return parts[4], true
+		if m.athenzTrustDomain(parts[0]) && strings.Contains(parts[4], ".") {
+			return parts[4], athenz.IsServiceName(parts[4])
 		}
 		if d, s, ok := m.IstioService(parts[2], parts[4]); ok {
 			return d + "." + s, true
 		}
 	}
 	return "", false
+}
+
+// athenzTrustDomain reports whether td is one of AthenzTrustDomains.
+func (m *Mapping) athenzTrustDomain(td string) bool {
+	return m != nil && slices.Contains(m.AthenzTrustDomains, td)
 }
 
 // IstioService maps a Kubernetes namespace and service account to an Athenz domain and
@@ -323,6 +338,12 @@ func (m *Mapping) Validate() error {
 		}
 		return ""
 	})
+	for i, td := range m.AthenzTrustDomains {
+		// A SPIFFE trust domain: lower-case letters, digits, ".", "-" and "_".
+		if td == "" || strings.Trim(td, "abcdefghijklmnopqrstuvwxyz0123456789.-_") != "" {
+			problems = append(problems, fmt.Sprintf("athenz_trust_domains[%d]: %q is not a SPIFFE trust domain (lower-case letters, digits, '.', '-', '_')", i, td))
+		}
+	}
 	if err := m.Istio.Validate(); err != nil {
 		for _, e := range unjoin(err) {
 			problems = append(problems, "istio: "+e.Error())

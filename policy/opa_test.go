@@ -189,7 +189,7 @@ func regoWorld() *Compiled {
 			"open":   open,
 			"empty":  {Roles: []string{}, Members: map[string]map[string]int64{}},
 		},
-		Mapping: &Mapping{DefaultDomain: "sports"},
+		Mapping: &Mapping{DefaultDomain: "sports", AthenzTrustDomains: []string{"athenz.test"}},
 	}
 }
 
@@ -474,7 +474,8 @@ func TestRegoEnvoyResult(t *testing.T) {
 	}{
 		{"allowed", EnvoyRequest{Method: "GET", Path: "/doc?x=1", SourcePrincipal: api, ContextExtensions: map[string]string{ContextAction: "read", ContextResource: "doc"}}, true, ReasonAllowed},
 		{"no match", EnvoyRequest{Method: "DELETE", Path: "/doc", SourcePrincipal: api}, false, ReasonNoMatch},
-		{"Istio identity in an Athenz form", EnvoyRequest{Method: "get", Path: "/x", SourcePrincipal: "spiffe://cluster.local/ns/a/sa/user.joe"}, true, ReasonAllowed},
+		{"Athenz namespaced form in a trusted trust domain", EnvoyRequest{Method: "get", Path: "/x", SourcePrincipal: "spiffe://athenz.test/ns/a/sa/user.joe"}, true, ReasonAllowed},
+		{"the same form in Istio's trust domain", EnvoyRequest{Method: "get", Path: "/x", SourcePrincipal: "spiffe://cluster.local/ns/a/sa/user.joe"}, false, ReasonUnknownPrincipal},
 		{"unknown principal", EnvoyRequest{Method: "GET", Path: "/doc", SourcePrincipal: "spiffe://cluster.local/ns/a/sa/b"}, false, ReasonUnknownPrincipal},
 		{"invalid request", EnvoyRequest{Path: "/doc", SourcePrincipal: api}, false, ReasonInvalid},
 	} {

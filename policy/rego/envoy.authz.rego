@@ -116,11 +116,19 @@ spiffe_principal := concat(".", [parts[0], parts[2]]) if {
 	parts[2] != ""
 }
 
-# spiffe://<trust domain>/ns/<namespace>/sa/<domain.service>
+# spiffe://<trust domain>/ns/<namespace>/sa/<domain.service>, only in a trust domain of
+# athenz_trust_domains (a CA that issues Athenz identities), and a valid principal.
 spiffe_principal := parts[4] if {
 	parts := spiffe_parts
 	istio_form(parts)
+	athenz_form(parts)
+	athenz_domain(parts[4])
+}
+
+athenz_form(parts) if {
 	contains(parts[4], ".")
+	some td in config.athenz_trust_domains
+	td == parts[0]
 }
 
 # spiffe://<trust domain>/ns/<namespace>/sa/<account>, mapped by the Istio mapping
@@ -129,9 +137,9 @@ spiffe_principal := parts[4] if {
 spiffe_principal := concat(".", [d, s]) if {
 	parts := spiffe_parts
 	istio_form(parts)
-	not contains(parts[4], ".")
+	not athenz_form(parts)
 	k8s_label(parts[2])
-	k8s_label(parts[4])
+	k8s_name(parts[4])
 	mapped_pair := istio_raw(parts[2], parts[4])
 	d := lower(mapped_pair[0])
 	s := lower(mapped_pair[1])
@@ -171,21 +179,37 @@ entry_service(e, sa) := s if {
 	s != ""
 } else := sa
 
-rule_domain(r, ns) := concat("", [string_or_empty(r.domain_prefix), replace(ns, sep, ".")]) if {
-	sep := string_or_empty(r.separator)
+# A missing key is "" (object.get: a function given an undefined argument is undefined).
+rule_domain(r, ns) := concat("", [string_or_empty(object.get(r, "domain_prefix", "")), replace(ns, sep, ".")]) if {
+	sep := string_or_empty(object.get(r, "separator", ""))
 	sep != ""
-} else := concat("", [string_or_empty(r.domain_prefix), ns])
+} else := concat("", [string_or_empty(object.get(r, "domain_prefix", "")), ns])
 
 string_or_empty(v) := v if is_string(v) else := ""
 
-system_domain(d) if d == "sys"
+# Athenz's system domain and the domains of people (athenz.IstioNamingRule): the naming
+# rule never maps into them.
+reserved_domains := {"sys", "user", "home"}
 
-system_domain(d) if startswith(d, "sys.")
+system_domain(d) if reserved_domains[d]
 
-# Kubernetes namespace and (undotted) service account names: RFC 1123 labels.
+system_domain(d) if {
+	some r in reserved_domains
+	startswith(d, concat("", [r, "."]))
+}
+
+# Kubernetes namespace names: RFC 1123 labels.
 k8s_label(s) if {
 	count(s) <= 63
 	regex.match(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`, s)
+}
+
+# Kubernetes service account names: RFC 1123 subdomains (labels joined by dots).
+k8s_name(s) if {
+	count(s) <= 253
+	every label in split(s, ".") {
+		k8s_label(label)
+	}
 }
 
 # Athenz DomainName and SimpleName (athenz-compat.md), at most 1024 bytes.
