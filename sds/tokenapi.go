@@ -36,8 +36,11 @@ const (
 	// DefaultNTokenKeyVersion is the key id (k=) of the n-tokens the API signs (the Java
 	// default).
 	DefaultNTokenKeyVersion = "0"
-	// DefaultMaxCachedTokens bounds the token cache.
+	// DefaultMaxCachedTokens bounds the token cache, and separately its remembered
+	// failures.
 	DefaultMaxCachedTokens = 1024
+	// DefaultTokenNegativeTTL is how long an issuer's refusal of a token is remembered.
+	DefaultTokenNegativeTTL = 10 * time.Second
 )
 
 // TokenAPIConfig configures the token HTTP API. The zero value of every field is
@@ -71,7 +74,8 @@ type TokenAPIConfig struct {
 	RenewBefore time.Duration
 	// RefreshInterval is how often the background refresher looks for tokens to renew
 	// ahead of RenewBefore (so that callers of recently used tokens never wait for the
-	// issuer). Zero: 15 s.
+	// issuer). A token whose renewal failed is retried only after its backoff (see
+	// NegativeTTL), and served meanwhile until it expires. Zero: 15 s.
 	RefreshInterval time.Duration
 	// IdleTimeout is how long after its last request a token is still renewed in the
 	// background; after that it is renewed on its next request. Zero: 1 h.
@@ -83,8 +87,17 @@ type TokenAPIConfig struct {
 	// expires_in. Zero: the issuer's default (2 h in ZTS).
 	RoleTokenLifetime time.Duration
 	// MaxCachedTokens bounds the token cache; the least recently used token is evicted.
+	// It bounds the remembered failures (see NegativeTTL) separately, by the same number.
 	// Zero: DefaultMaxCachedTokens (1024).
 	MaxCachedTokens int
+	// NegativeTTL is how long an issuer's refusal of a token (400, 401, 403, 404) is
+	// remembered: requests for the same token within it get the same answer, with
+	// Retry-After, without an issuer call. Transient failures (5xx, 429, timeout,
+	// issuer unreachable) are remembered with a per-token backoff instead, 1 s doubling
+	// to 30 s with jitter, which background renewal obeys too. A successful fetch, or a
+	// new certificate for the identity, forgets both. Zero: DefaultTokenNegativeTTL
+	// (10 s).
+	NegativeTTL time.Duration
 	// NTokenKeyVersion is the key id (k=) of the n-tokens signed with the identity's
 	// key; a verifier looks the public key up under (domain, service, key id), so it must
 	// be the id the key is registered under. Empty: DefaultNTokenKeyVersion ("0").
@@ -147,7 +160,8 @@ var ErrIdentityUnavailable = errors.New("identity not available yet")
 // TokenAPI is the agent's token HTTP API for applications, like Athenz's client sidecar:
 // access tokens, role tokens, n-tokens and the service certificate of the agent's
 // identities, over loopback HTTP or a Unix socket. Tokens are cached, renewed before
-// expiry and fetched once for any number of concurrent callers. It is safe for
+// expiry and fetched once for any number of concurrent callers; failed fetches are
+// remembered, so that a retrying application does not load the issuer. It is safe for
 // concurrent use; Run or Serve may be called once.
 type TokenAPI struct {
 	cfg     TokenAPIConfig
@@ -184,7 +198,7 @@ func NewTokenAPI(cfg TokenAPIConfig, deps TokenAPIDeps) (*TokenAPI, error) {
 	if err != nil {
 		return nil, fmt.Errorf("token API: %w", err)
 	}
-	m.registerCacheSize(deps.Registerer, t.tokens.lru.Len)
+	m.registerCacheSize(deps.Registerer, t.tokens.lru.Len, t.tokens.failures.Len)
 	t.handler = t.routes()
 	return t, nil
 }
@@ -220,7 +234,8 @@ func (cfg TokenAPIConfig) withDefaults() (TokenAPIConfig, error) {
 		v    time.Duration
 	}{{"RenewBefore", cfg.RenewBefore}, {"RefreshInterval", cfg.RefreshInterval}, {"IdleTimeout", cfg.IdleTimeout},
 		{"AccessTokenLifetime", cfg.AccessTokenLifetime}, {"RoleTokenLifetime", cfg.RoleTokenLifetime},
-		{"NTokenLifetime", cfg.NTokenLifetime}, {"FetchTimeout", cfg.FetchTimeout}, {"ShutdownGrace", cfg.ShutdownGrace}} {
+		{"NTokenLifetime", cfg.NTokenLifetime}, {"FetchTimeout", cfg.FetchTimeout}, {"ShutdownGrace", cfg.ShutdownGrace},
+		{"NegativeTTL", cfg.NegativeTTL}} {
 		if d.v < 0 {
 			return cfg, fmt.Errorf("%s must not be negative", d.name)
 		}
@@ -238,6 +253,7 @@ func (cfg TokenAPIConfig) withDefaults() (TokenAPIConfig, error) {
 	cfg.NTokenLifetime = tapiDuration(cfg.NTokenLifetime, DefaultNTokenLifetime)
 	cfg.FetchTimeout = tapiDuration(cfg.FetchTimeout, 10*time.Second)
 	cfg.ShutdownGrace = tapiDuration(cfg.ShutdownGrace, 5*time.Second)
+	cfg.NegativeTTL = tapiDuration(cfg.NegativeTTL, DefaultTokenNegativeTTL)
 	if cfg.MaxCachedTokens == 0 {
 		cfg.MaxCachedTokens = DefaultMaxCachedTokens
 	}

@@ -46,6 +46,17 @@ const (
 	tapiTriggerBackground = "background"
 )
 
+// Lookup results (metrics label).
+const (
+	tapiResultHit  = "hit"
+	tapiResultMiss = "miss"
+	// tapiResultNegative: answered from the negative cache with the remembered error.
+	tapiResultNegative = "negative"
+	// tapiResultStale: a still valid token served past its renewal point, because the
+	// issuer is backing off after a transient failure.
+	tapiResultStale = "stale"
+)
+
 // tapiBackgroundFetches bounds the issuer calls one refresher sweep makes at once.
 const tapiBackgroundFetches = 4
 
@@ -107,17 +118,21 @@ func (tapiRealClock) Now() time.Time                         { return time.Now()
 func (tapiRealClock) After(d time.Duration) <-chan time.Time { return time.After(d) }
 
 // tapiTokenCache caches tokens per tapiKey in a bounded LRU, coalesces concurrent fetches
-// of the same token, and renews recently used tokens ahead of expiry.
+// of the same token, and renews recently used tokens ahead of expiry. Failed fetches are
+// remembered per key (failures): requests inside the window get the remembered answer,
+// background renewal waits for the window to end, and a still valid token is served
+// while the issuer is failing.
 type tapiTokenCache struct {
-	cfg     *TokenAPIConfig
-	cache   *Cache
-	fetcher TokenFetcher
-	log     *slog.Logger
-	limited *rateLimitedLog
-	metrics *tokenAPIMetrics
-	clock   tapiClock
-	lru     *lru.Cache[tapiKey, *tapiEntry]
-	flights singleflight.Group
+	cfg      *TokenAPIConfig
+	cache    *Cache
+	fetcher  TokenFetcher
+	log      *slog.Logger
+	limited  *rateLimitedLog
+	metrics  *tokenAPIMetrics
+	clock    tapiClock
+	lru      *lru.Cache[tapiKey, *tapiEntry]
+	failures *tapiFailures
+	flights  singleflight.Group
 
 	// bg is the parent of every fetch: fetches outlive the request that started them (the
 	// other callers waiting on it must not fail because the first one left) until stop.
@@ -133,13 +148,20 @@ func newTapiTokenCache(cfg *TokenAPIConfig, cache *Cache, f TokenFetcher, log *s
 	if err != nil {
 		return nil, err
 	}
+	failures, err := newTapiFailures(cfg.MaxCachedTokens, cfg.NegativeTTL)
+	if err != nil {
+		return nil, err
+	}
 	bg, cancel := context.WithCancel(context.Background())
 	return &tapiTokenCache{cfg: cfg, cache: cache, fetcher: f, log: log, limited: limited, metrics: m,
-		clock: tapiRealClock{}, lru: l, bg: bg, cancelBG: cancel}, nil
+		clock: tapiRealClock{}, lru: l, failures: failures, bg: bg, cancelBG: cancel}, nil
 }
 
 // get returns a usable token for k from the cache or, on a miss, from one fetch shared
-// with every concurrent caller. hit says whether it came from the cache.
+// with every concurrent caller. hit says whether it came from the cache. Inside a failure
+// window it makes no fetch: it answers the remembered error, or serves the cached token
+// if the failure was transient and the token is still valid; a fetch that fails
+// transiently falls back on that token too.
 func (c *tapiTokenCache) get(ctx context.Context, k tapiKey) (e *tapiEntry, hit bool, err error) {
 	cur, ok := c.cache.Identity(k.identity)
 	if !ok {
@@ -148,33 +170,57 @@ func (c *tapiTokenCache) get(ctx context.Context, k tapiKey) (e *tapiEntry, hit 
 	now := c.clock.Now()
 	seen, ok := c.lru.Get(k)
 	if ok && c.fresh(seen, cur, now) {
-		seen.lastUsed.Store(now.UnixNano())
-		c.metrics.lookups.WithLabelValues(k.kind.String(), "hit").Inc()
-		return seen, true, nil
+		return c.serve(k, seen, now, tapiResultHit), true, nil
 	}
-	c.metrics.lookups.WithLabelValues(k.kind.String(), "miss").Inc()
+	if f := c.failures.active(k, cur.Digest, now); f != nil {
+		if f.transient() && ok && c.usable(seen, cur, now) {
+			return c.serve(k, seen, now, tapiResultStale), true, nil
+		}
+		c.metrics.lookups.WithLabelValues(k.kind.String(), tapiResultNegative).Inc()
+		return nil, false, f.reply(now)
+	}
+	c.metrics.lookups.WithLabelValues(k.kind.String(), tapiResultMiss).Inc()
 	e, err = c.fetch(ctx, k, tapiTriggerRequest, seen)
 	if err != nil {
+		if ok && tapiTransient(err) && c.usable(seen, cur, c.clock.Now()) {
+			seen.lastUsed.Store(now.UnixNano())
+			return seen, true, nil
+		}
 		return nil, false, err
 	}
 	e.lastUsed.Store(now.UnixNano())
 	return e, false, nil
 }
 
-// fresh reports whether e may be served now for the identity's current certificate.
+// serve counts a lookup answered with the cached e and marks e used.
+func (c *tapiTokenCache) serve(k tapiKey, e *tapiEntry, now time.Time, result string) *tapiEntry {
+	e.lastUsed.Store(now.UnixNano())
+	c.metrics.lookups.WithLabelValues(k.kind.String(), result).Inc()
+	return e
+}
+
+// fresh reports whether e may be served now for the identity's current certificate
+// without a fetch: it is bound to that certificate (or to none) and before renewAt.
 func (c *tapiTokenCache) fresh(e *tapiEntry, cur *CredentialEntry, now time.Time) bool {
+	return c.usable(e, cur, now) && now.Before(e.renewAt(c.cfg.RenewBefore))
+}
+
+// usable reports whether e may be served at all: it has not expired and it is bound to
+// the identity's current certificate (or to none). Past renewAt it is served only while
+// the issuer is failing.
+func (c *tapiTokenCache) usable(e *tapiEntry, cur *CredentialEntry, now time.Time) bool {
 	if e.bound && e.certDigest != cur.Digest {
 		return false
 	}
-	return now.Before(e.renewAt(c.cfg.RenewBefore))
+	return now.Before(e.tok.Expiry)
 }
 
 func tapiNotReady(identity string) *tapiError {
 	return &tapiError{status: http.StatusServiceUnavailable, param: tapiParamIdentity,
-		msg: fmt.Sprintf("identity %s has no certificate yet; retry shortly", identity), retryAfter: true}
+		msg: fmt.Sprintf("identity %s has no certificate yet; retry shortly", identity), retryAfter: tapiRetryAfter}
 }
 
-var errTapiStopped = &tapiError{status: http.StatusServiceUnavailable, msg: "the token API is shutting down", retryAfter: true}
+var errTapiStopped = &tapiError{status: http.StatusServiceUnavailable, msg: "the token API is shutting down", retryAfter: tapiRetryAfter}
 
 // fetch obtains k once for all concurrent callers; each caller waits until the shared
 // fetch ends or its own ctx is done. seen is the entry the caller found unusable (nil for
@@ -214,7 +260,9 @@ func (c *tapiTokenCache) stop() {
 }
 
 // fetchOne makes the one issuer call (or n-token signature) for k and caches the result,
-// unless an entry other than seen, and fresh, is already cached.
+// unless an entry other than seen, and fresh, is already cached, or a failure window is
+// open (a fetch that just ended failed). It remembers a failure, clears it on success,
+// and returns errors as *tapiError.
 func (c *tapiTokenCache) fetchOne(k tapiKey, trigger string, seen *tapiEntry) (*tapiEntry, error) {
 	cur, ok := c.cache.Identity(k.identity)
 	if !ok {
@@ -223,6 +271,9 @@ func (c *tapiTokenCache) fetchOne(k tapiKey, trigger string, seen *tapiEntry) (*
 	now := c.clock.Now()
 	if e, ok := c.lru.Peek(k); ok && e != seen && c.fresh(e, cur, now) {
 		return e, nil
+	}
+	if f := c.failures.active(k, cur.Digest, now); f != nil {
+		return nil, f.reply(now)
 	}
 	ctx, cancel := context.WithTimeout(c.bg, c.cfg.FetchTimeout)
 	defer cancel()
@@ -237,10 +288,9 @@ func (c *tapiTokenCache) fetchOne(k tapiKey, trigger string, seen *tapiEntry) (*
 	}
 	c.metrics.fetch.WithLabelValues(k.kind.String(), trigger, outcome).Observe(time.Since(start).Seconds())
 	if err != nil {
-		c.limited.Log(slog.LevelWarn, "token fetch failed", "identity", k.identity, "kind", k.kind.String(),
-			"domain", k.domain, "roles", k.roles, "trigger", trigger, "error", err)
-		return nil, err
+		return nil, c.failed(k, cur, trigger, err)
 	}
+	c.failures.clear(k)
 	e := &tapiEntry{tok: *tok, certDigest: cur.Digest, fetchedAt: now, bound: k.kind == tapiNToken}
 	if k.kind == tapiAccess {
 		e.scope, e.bound = tapiAccessTokenInfo(tok.Value, k.domain, k.roleList())
@@ -252,6 +302,20 @@ func (c *tapiTokenCache) fetchOne(k tapiKey, trigger string, seen *tapiEntry) (*
 	c.log.Debug("token obtained", "identity", k.identity, "kind", k.kind.String(), "domain", k.domain,
 		"roles", k.roles, "trigger", trigger, "expiry", tok.Expiry)
 	return e, nil
+}
+
+// failed maps a fetch error to its answer, remembers it, and logs it (rate limited).
+func (c *tapiTokenCache) failed(k tapiKey, cur *CredentialEntry, trigger string, err error) *tapiError {
+	te := tapiFetchError(err, c.cfg.FetchTimeout)
+	now := c.clock.Now()
+	var retryIn time.Duration
+	if f := c.failures.record(k, cur.Digest, te, now); f != nil {
+		te = f.reply(now)
+		retryIn = te.retryAfter
+	}
+	c.limited.Log(slog.LevelWarn, "token fetch failed", "identity", k.identity, "kind", k.kind.String(),
+		"domain", k.domain, "roles", k.roles, "trigger", trigger, "status", te.status, "retry_in", retryIn, "error", err)
+	return te
 }
 
 // obtain calls the fetcher, or signs an n-token. A panic in the fetcher becomes a 500
@@ -325,11 +389,13 @@ func (c *tapiTokenCache) refreshLoop(ctx context.Context) {
 }
 
 // sweep renews the tokens that will reach renewAt before the next sweep, or whose
-// certificate binding a rotation broke, if they were requested within IdleTimeout. It
+// certificate binding a rotation broke, if they were requested within IdleTimeout and
+// their key is not inside a failure window (the backoff after a failed renewal). It
 // drops tokens of identities that left the cache, and idle tokens that expired or lost
-// their binding.
+// their binding, and prunes the failures.
 func (c *tapiTokenCache) sweep(ctx context.Context) {
 	now := c.clock.Now()
+	c.failures.prune(now, c.cfg.IdleTimeout, c.certDigest)
 	due := make(map[tapiKey]*tapiEntry)
 	for _, k := range c.lru.Keys() {
 		e, ok := c.lru.Peek(k)
@@ -347,6 +413,7 @@ func (c *tapiTokenCache) sweep(ctx context.Context) {
 		case idle && stale:
 			c.lru.Remove(k)
 		case idle:
+		case c.failures.active(k, cur.Digest, now) != nil: // backing off: keep serving e
 		case stale || !now.Before(e.renewAt(c.cfg.RenewBefore).Add(-c.cfg.RefreshInterval)):
 			due[k] = e
 		}
@@ -366,4 +433,14 @@ func (c *tapiTokenCache) sweep(ctx context.Context) {
 		})
 	}
 	wg.Wait()
+}
+
+// certDigest returns the digest of the identity's current certificate, false when the
+// identity is not in the cache.
+func (c *tapiTokenCache) certDigest(identity string) (string, bool) {
+	cur, ok := c.cache.Identity(identity)
+	if !ok {
+		return "", false
+	}
+	return cur.Digest, true
 }

@@ -14,9 +14,9 @@ import (
 	"time"
 )
 
-// tapiRetryAfter is the Retry-After of 503 answers, in seconds: an identity being issued
-// usually arrives within a few seconds.
-const tapiRetryAfter = "5"
+// tapiRetryAfter is the Retry-After of 503 answers: an identity being issued usually
+// arrives within a few seconds.
+const tapiRetryAfter = 5 * time.Second
 
 // tapiAccessTokenResponse is ZTS's /oauth2/token response (AccessTokenResponse).
 type tapiAccessTokenResponse struct {
@@ -141,7 +141,7 @@ func (t *TokenAPI) token(w http.ResponseWriter, r *http.Request, ep string, kind
 	k := tapiKey{identity: id, kind: kind, domain: p.domain, roles: strings.Join(p.roles, ","), lifetime: lifetime}
 	e, hit, err := t.tokens.get(r.Context(), k)
 	if err != nil {
-		t.writeError(w, ep, t.fetchError(err))
+		t.writeError(w, ep, tapiFetchError(err, t.cfg.FetchTimeout))
 		return nil, false
 	}
 	t.log.Debug("token served", "identity", id, "kind", kind.String(), "domain", p.domain, "roles", k.roles, "cached", hit)
@@ -160,7 +160,7 @@ func (t *TokenAPI) serveNToken(w http.ResponseWriter, r *http.Request) {
 	k := tapiKey{identity: p.identity, kind: tapiNToken, lifetime: t.cfg.NTokenLifetime}
 	e, _, err := t.tokens.get(r.Context(), k)
 	if err != nil {
-		t.writeError(w, tapiEPNToken, t.fetchError(err))
+		t.writeError(w, tapiEPNToken, tapiFetchError(err, t.cfg.FetchTimeout))
 		return
 	}
 	t.writeJSON(w, tapiEPNToken, http.StatusOK, tapiTokenResponse{Token: e.tok.Value, ExpiryTime: e.tok.Expiry.Unix()})
@@ -184,7 +184,7 @@ func (t *TokenAPI) serveSvcCert(w http.ResponseWriter, r *http.Request) {
 	}
 	b, ok := t.cache.Bundle()
 	if !ok {
-		t.writeError(w, tapiEPSvcCert, &tapiError{status: http.StatusServiceUnavailable, msg: "no trust bundle yet; retry shortly", retryAfter: true})
+		t.writeError(w, tapiEPSvcCert, &tapiError{status: http.StatusServiceUnavailable, msg: "no trust bundle yet; retry shortly", retryAfter: tapiRetryAfter})
 		return
 	}
 	t.writeJSON(w, tapiEPSvcCert, http.StatusOK, tapiSvcCertResponse{
@@ -217,7 +217,7 @@ func (t *TokenAPI) identityFor(r *http.Request, asked string) (string, *tapiErro
 			return def, nil
 		}
 		if allowed == nil && len(t.cache.Identities()) == 0 {
-			return "", &tapiError{status: http.StatusServiceUnavailable, param: tapiParamIdentity, msg: "the agent has no identity yet; retry shortly", retryAfter: true}
+			return "", &tapiError{status: http.StatusServiceUnavailable, param: tapiParamIdentity, msg: "the agent has no identity yet; retry shortly", retryAfter: tapiRetryAfter}
 		}
 		return "", tapiBadParam(tapiParamIdentity, "required: this agent serves several identities; give identity=<domain>.<service>")
 	}
@@ -237,7 +237,7 @@ func (t *TokenAPI) callerIdentities(r *http.Request) (allowed []string, def stri
 		g, err := t.auth.Authorize(r.Context(), pc.cred)
 		if err != nil {
 			t.limited.Log(slog.LevelWarn, "token API could not authorize a caller", "peer", pc.cred.String(), "error", err)
-			return nil, "", &tapiError{status: http.StatusServiceUnavailable, msg: "the caller could not be identified yet; retry shortly", retryAfter: true}
+			return nil, "", &tapiError{status: http.StatusServiceUnavailable, msg: "the caller could not be identified yet; retry shortly", retryAfter: tapiRetryAfter}
 		}
 		if len(g.Identities) == 0 {
 			t.limited.Log(slog.LevelInfo, "token API caller entitled to no identity", "peer", pc.cred.String(), "reason", g.Reason)
@@ -259,21 +259,22 @@ func (t *TokenAPI) callerIdentities(r *http.Request) (allowed []string, def stri
 	return allowed, def, nil
 }
 
-// fetchError chooses the answer for a failed token fetch.
-func (t *TokenAPI) fetchError(err error) *tapiError {
+// tapiFetchError chooses the answer for a failed token fetch; timeout is FetchTimeout.
+// The token cache maps the errors of its fetches with it, and remembers the answer.
+func tapiFetchError(err error, timeout time.Duration) *tapiError {
 	var te *tapiError
 	var se IssuerStatusError
 	switch {
 	case errors.As(err, &te):
 		return te
 	case errors.Is(err, ErrIdentityUnavailable):
-		return &tapiError{status: http.StatusServiceUnavailable, msg: "the identity has no usable certificate yet; retry shortly", retryAfter: true}
+		return &tapiError{status: http.StatusServiceUnavailable, msg: "the identity has no usable certificate yet; retry shortly", retryAfter: tapiRetryAfter}
 	case errors.As(err, &se):
 		return tapiIssuerRefusal(se)
 	case errors.Is(err, context.DeadlineExceeded):
-		return &tapiError{status: http.StatusGatewayTimeout, msg: fmt.Sprintf("the issuer did not answer within %s", t.cfg.FetchTimeout)}
+		return &tapiError{status: http.StatusGatewayTimeout, msg: fmt.Sprintf("the issuer did not answer within %s", timeout)}
 	case errors.Is(err, context.Canceled):
-		return &tapiError{status: http.StatusServiceUnavailable, msg: "the request was canceled", retryAfter: true}
+		return &tapiError{status: http.StatusServiceUnavailable, msg: "the request was canceled", retryAfter: tapiRetryAfter}
 	}
 	return &tapiError{status: http.StatusBadGateway, msg: "the issuer could not be reached"}
 }
@@ -298,8 +299,8 @@ func tapiIssuerRefusal(se IssuerStatusError) *tapiError {
 }
 
 func (t *TokenAPI) writeError(w http.ResponseWriter, endpoint string, e *tapiError) {
-	if e.retryAfter {
-		w.Header().Set("Retry-After", tapiRetryAfter)
+	if e.retryAfter > 0 {
+		w.Header().Set("Retry-After", strconv.FormatInt(tapiCeilSeconds(e.retryAfter), 10))
 	}
 	t.writeJSON(w, endpoint, e.status, tapiErrorResponse{Code: e.status, Message: e.Error(), Parameter: e.param})
 }
@@ -315,6 +316,12 @@ func (t *TokenAPI) writeJSON(w http.ResponseWriter, endpoint string, status int,
 	w.WriteHeader(status)
 	_, _ = w.Write(append(b, '\n'))
 	t.metrics.requests.WithLabelValues(endpoint, strconv.Itoa(status)).Inc()
+}
+
+// tapiCeilSeconds is d in whole seconds, rounded up: a Retry-After never invites a retry
+// before the agent would make one.
+func tapiCeilSeconds(d time.Duration) int64 {
+	return int64((d + time.Second - 1) / time.Second)
 }
 
 // tapiSecondsUntil is the whole seconds left before t, at least 1 for a token still valid.

@@ -215,6 +215,7 @@ func newTapiEnv(t *testing.T, cfg TokenAPIConfig, auth Authorizer) *tapiEnv {
 		t.Fatal(err)
 	}
 	e.api.tokens.clock = e.clock
+	e.api.tokens.failures.jitter = func(d time.Duration) time.Duration { return d } // exact backoffs
 	tr := &http.Transport{}
 	t.Cleanup(tr.CloseIdleConnections)
 	e.client = &http.Client{Transport: tr}

@@ -31,7 +31,7 @@ func newTokenAPIMetrics(reg prometheus.Registerer) (*tokenAPIMetrics, error) {
 		}, []string{"endpoint", "code"}),
 		lookups: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: metricsNamespace, Subsystem: "token_api", Name: "cache_lookups_total",
-			Help: "Token cache lookups by token kind and result (hit or miss).",
+			Help: "Token cache lookups by token kind and result: hit, miss (a fetch), negative (the remembered failure answered) or stale (a still valid token served while the issuer backs off).",
 		}, []string{"kind", "result"}),
 		fetch: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Namespace: metricsNamespace, Subsystem: "token_api", Name: "fetch_seconds",
@@ -50,15 +50,19 @@ func newTokenAPIMetrics(reg prometheus.Registerer) (*tokenAPIMetrics, error) {
 	return m, nil
 }
 
-// registerCacheSize publishes the number of cached tokens. A registration error (a second
-// API on the same registry) leaves the gauge out rather than failing: the counters above
-// already refused that case.
-func (m *tokenAPIMetrics) registerCacheSize(reg prometheus.Registerer, size func() int) {
+// registerCacheSize publishes the number of cached tokens and remembered failures. A
+// registration error (a second API on the same registry) leaves the gauges out rather
+// than failing: the counters above already refused that case.
+func (m *tokenAPIMetrics) registerCacheSize(reg prometheus.Registerer, tokens, failures func() int) {
 	if reg == nil {
 		return
 	}
 	_ = reg.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Namespace: metricsNamespace, Subsystem: "token_api", Name: "cached_tokens",
 		Help: "Tokens in the token API's cache.",
-	}, func() float64 { return float64(size()) }))
+	}, func() float64 { return float64(tokens()) }))
+	_ = reg.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Namespace: metricsNamespace, Subsystem: "token_api", Name: "cached_failures",
+		Help: "Failed token fetches the token API remembers (negative cache).",
+	}, func() float64 { return float64(failures()) }))
 }

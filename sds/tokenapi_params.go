@@ -36,10 +36,12 @@ const (
 // tapiError is an answer other than 200: its status, the parameter at fault (empty when
 // none is) and a message for the caller. Messages never hold a token or a key.
 type tapiError struct {
-	status     int
-	param      string
-	msg        string
-	retryAfter bool // 503: the caller should retry (Retry-After is set)
+	status int
+	param  string
+	msg    string
+	// retryAfter, when positive, is sent as Retry-After (whole seconds, rounded up): the
+	// caller should retry, and not before then.
+	retryAfter time.Duration
 }
 
 func (e *tapiError) Error() string {

@@ -210,28 +210,28 @@ func TestTokenAPIFetchErrors(t *testing.T) {
 		name       string
 		err        error
 		status     int
-		retryAfter bool
+		retryAfter string // refusals: NegativeTTL; transient failures: the first backoff
 		message    string
 	}{
-		{"issuer 403", &IssuerError{Status: 403, Message: "principal has no access to any role in domain sports"}, 403, false, "no access to any role"},
-		{"issuer 401 wrapped", fmt.Errorf("access token: %w", &IssuerError{Status: 401, Message: "certificate not accepted"}), 401, false, "certificate not accepted"},
-		{"issuer 404", &IssuerError{Status: 404, Message: "unknown domain"}, 404, false, "unknown domain"},
-		{"issuer 429", tapiStatusErr{429}, 429, false, "upstream said 429"},
-		{"issuer 500", &IssuerError{Status: 500, Message: "database down"}, 502, false, "status 500"},
-		{"issuer unreachable", errors.New("dial tcp 10.0.0.1:4443: connect: connection refused"), 502, false, "could not be reached"},
-		{"issuer timeout", fmt.Errorf("post: %w", context.DeadlineExceeded), 504, false, "did not answer"},
-		{"identity not ready", fmt.Errorf("no certificate: %w", ErrIdentityUnavailable), 503, true, "retry"},
+		{"issuer 403", &IssuerError{Status: 403, Message: "principal has no access to any role in domain sports"}, 403, "10", "no access to any role"},
+		{"issuer 401 wrapped", fmt.Errorf("access token: %w", &IssuerError{Status: 401, Message: "certificate not accepted"}), 401, "10", "certificate not accepted"},
+		{"issuer 404", &IssuerError{Status: 404, Message: "unknown domain"}, 404, "10", "unknown domain"},
+		{"issuer 429", tapiStatusErr{429}, 429, "1", "upstream said 429"},
+		{"issuer 500", &IssuerError{Status: 500, Message: "database down"}, 502, "1", "status 500"},
+		{"issuer unreachable", errors.New("dial tcp 10.0.0.1:4443: connect: connection refused"), 502, "1", "could not be reached"},
+		{"issuer timeout", fmt.Errorf("post: %w", context.DeadlineExceeded), 504, "1", "did not answer"},
+		{"identity not ready", fmt.Errorf("no certificate: %w", ErrIdentityUnavailable), 503, "5", "retry"},
 	}
 	for i, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			e.fetcher.set(func(f *tapiFetcher) { f.err = tc.err })
-			// A new domain per case: failures are not cached, but keep cases independent.
+			// A new domain per case: failures are remembered per token.
 			r := e.get(fmt.Sprintf("/v1/token?domain=d%d&role=readers", i))
 			if r.status != tc.status {
 				t.Fatalf("status %d (%s), want %d", r.status, r.body, tc.status)
 			}
-			if got := r.header.Get("Retry-After") != ""; got != tc.retryAfter {
-				t.Errorf("Retry-After set = %v, want %v", got, tc.retryAfter)
+			if got := r.header.Get("Retry-After"); got != tc.retryAfter {
+				t.Errorf("Retry-After = %q, want %q", got, tc.retryAfter)
 			}
 			var er tapiErrorResponse
 			r.decode(t, &er)
@@ -320,6 +320,7 @@ func TestTokenAPILoopbackOnly(t *testing.T) {
 		{"bad default identity", TokenAPIConfig{DefaultIdentity: "nodot"}, false},
 		{"default not allowed", TokenAPIConfig{DefaultIdentity: idAPI, AllowedIdentities: []string{idWeb}}, false},
 		{"negative lifetime", TokenAPIConfig{AccessTokenLifetime: -time.Second}, false},
+		{"negative NegativeTTL", TokenAPIConfig{NegativeTTL: -time.Second}, false},
 		{"bad n-token key version", TokenAPIConfig{NTokenKeyVersion: "a;b"}, false},
 	}
 	for _, tc := range cases {
