@@ -21,6 +21,7 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
@@ -41,6 +42,10 @@ const (
 	mdClusterID     = "clusterid"
 )
 
+// istioMaxStreams bounds the concurrent calls on one connection to the Istio CA API:
+// callers are not authenticated until their token is verified.
+const istioMaxStreams = 256
+
 // istioCA serves istio.v1.auth.IstioCertificateService. It holds one Kubernetes token
 // verifier per configured cluster, built once; CreateCertificate only looks them up.
 type istioCA struct {
@@ -48,6 +53,7 @@ type istioCA struct {
 	s        *Server
 	cfg      IstioConfig
 	clusters map[string]*k8s.Verifier
+	refusals *tokenRefusals
 	tls      *tls.Config // its own copy: the HTTPS server edits the issuer's as it starts
 }
 
@@ -55,7 +61,7 @@ type istioCA struct {
 // the issuer's server certificate, no client certificates (the token authenticates).
 // Nothing is fetched yet. s.tls must be set and not yet in use.
 func newIstioCA(s *Server) (*istioCA, error) {
-	c := &istioCA{s: s, cfg: s.cfg.Istio, clusters: make(map[string]*k8s.Verifier, len(s.cfg.Istio.Clusters))}
+	c := &istioCA{s: s, cfg: s.cfg.Istio, clusters: make(map[string]*k8s.Verifier, len(s.cfg.Istio.Clusters)), refusals: newTokenRefusals()}
 	c.tls = s.tls.Clone()
 	c.tls.ClientAuth = tls.NoClientCert
 	c.tls.VerifyPeerCertificate = nil
@@ -216,7 +222,9 @@ func checkIstioSANs(dns, emails []string, ips []net.IP, uris []*url.URL, want st
 }
 
 // authenticate verifies the bearer service-account token with the verifier of the
-// caller's cluster, exactly as the Kubernetes attestor verifies register requests.
+// caller's cluster, exactly as the Kubernetes attestor verifies register requests. A
+// token refused in the last istioRefusalTTL is refused again without asking the
+// verifier (tokenRefusals).
 func (c *istioCA) authenticate(ctx context.Context, ip string) (*istioCaller, error) {
 	md, _ := metadata.FromIncomingContext(ctx)
 	var token string
@@ -244,7 +252,11 @@ func (c *istioCA) authenticate(ctx context.Context, ip string) (*istioCaller, er
 		return nil, istioRefuse(codes.Unauthenticated, "unknown_cluster", "cluster %.100q is not configured on this issuer (istio.clusters)", cluster)
 	}
 	who := &istioCaller{cluster: cluster}
-	res, err := v.Verify(ctx, &attestor.Request{Provider: c.cfg.Provider, AttestationData: token, ClientIP: ip, Now: c.s.now()})
+	now := c.s.now()
+	if ie, ok := c.refusals.get(cluster, token, now); ok {
+		return who, ie
+	}
+	res, err := v.Verify(ctx, &attestor.Request{Provider: c.cfg.Provider, AttestationData: token, ClientIP: ip, Now: now})
 	if err != nil {
 		reason := attestor.ReasonOf(err)
 		msg := "service-account token refused (" + string(reason) + "): " + attestor.MessageOf(err)
@@ -255,7 +267,9 @@ func (c *istioCA) authenticate(ctx context.Context, ip string) (*istioCaller, er
 		case attestor.ReasonUnmapped:
 			code = codes.PermissionDenied
 		}
-		return who, &istioError{code: code, reason: "attestation_" + string(reason), message: msg, cause: err}
+		ie := &istioError{code: code, reason: "attestation_" + string(reason), message: msg, cause: err}
+		c.refusals.add(cluster, token, ie, reason, now)
+		return who, ie
 	}
 	who.namespace, who.serviceAccount = res.Namespace, res.Attributes["service_account"]
 	who.domain, who.service, who.podUID, who.attributes = res.Domain, res.Service, res.Attributes["pod_uid"], res.Attributes
@@ -301,12 +315,16 @@ func peerIP(ctx context.Context) string {
 }
 
 // grpcServer builds the gRPC server of the Istio CA API: TLS, the service, and gRPC
-// health reporting SERVING for it and for "".
+// health reporting SERVING for it and for "". Its callers are unauthenticated until
+// their token is verified, so streams per connection are bounded and clients pinging
+// more often than every 5 s are closed (GOAWAY too_many_pings).
 func (c *istioCA) grpcServer() (*grpc.Server, *health.Server) {
 	gs := grpc.NewServer(
 		grpc.Creds(credentials.NewTLS(c.tls)),
 		grpc.MaxRecvMsgSize(int(c.s.cfg.Listen.MaxBodyBytes)),
 		grpc.ConnectionTimeout(10*time.Second),
+		grpc.MaxConcurrentStreams(istioMaxStreams),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
 	)
 	pb.RegisterIstioCertificateServiceServer(gs, c)
 	hs := health.NewServer()

@@ -72,6 +72,9 @@ func (c *AgentConfig) Validate() error {
 			p.addf("token_api.listen %q: the token API hands out credentials; listen on a loopback address", c.TokenAPI.Listen)
 		}
 	}
+	if c.Mode == ModeNode && c.Files.Dir != "" {
+		p.addf("files.dir: not available in node mode (every pod identity's key would be written there, readable by any pod that mounts the host path); workloads get their credentials over the socket")
+	}
 	if c.Mode == ModeNode && c.TokenAPI.Listen != "" && c.TokenAPI.Listen != ListenOffValue {
 		p.addf("token_api.listen: not available in node mode (any local process could use any pod's identity over TCP)")
 	}

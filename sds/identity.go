@@ -220,11 +220,13 @@ type ManagerConfig struct {
 	// else SpiffeTrustDomain when set, else the domain of every identity and role.
 	TrustDomains []string
 	// RenewAfter and RenewBefore bound the point, as fractions of the lifetime, where a
-	// certificate is renewed: uniformly at random between them. Zero: 0.5 and 0.75.
+	// certificate is renewed: uniformly at random between them. The lifetime counts from
+	// when the certificate was received when that is after its NotBefore (which CAs
+	// backdate). Zero: 0.5 and 0.75.
 	RenewAfter, RenewBefore float64
 	// RetryMin and RetryMax bound the exponential backoff after a failure (with jitter:
-	// each wait is between half and all of min(RetryMin·2ⁿ, RetryMax)). Zero: 1 s and
-	// 5 min.
+	// each wait is between half and all of min(RetryMin·2ⁿ, RetryMax)). RetryMin is also
+	// the least time between two issuances of the same certificate. Zero: 1 s and 5 min.
 	RetryMin, RetryMax time.Duration
 	// Timeout bounds one call to the issuer. Zero: 30 s.
 	Timeout time.Duration
@@ -309,6 +311,11 @@ func NewManager(cfg ManagerConfig, deps ManagerDeps) (*Manager, error) {
 	var err error
 	if m.metrics, err = newManagerMetrics(deps.Registerer, m); err != nil {
 		return nil, err
+	}
+	if m.node != nil {
+		m.node.mu.Lock()
+		m.node.rebound = m.rebindNode
+		m.node.mu.Unlock()
 	}
 	return m, nil
 }

@@ -127,7 +127,11 @@ func (m *Manager) obtainIstio(ctx context.Context, st *identityState) error {
 		return fmt.Errorf("istio certificate %s: the issuer named %s %s: node.mapping and the issuer's istio.mapping disagree", st.name, spiffeID, p)
 	}
 	ic2 := &issuedCred{cred: &Credential{Chain: chain, Key: key}, instanceID: claims.podUID, namespace: claims.namespace, intermediates: chain[1:]}
-	return m.commit(st, ic2, []*x509.Certificate{root}, "istio")
+	// The identity may have passed to another service account while the certificate was
+	// being issued (its pods left and another's arrived): then it must not be served.
+	return m.node.whileBound(st.name, istioBinding{claims.namespace, claims.serviceAccount}, func() error {
+		return m.commit(st, ic2, []*x509.Certificate{root}, "istio")
+	})
 }
 
 // istioCSR builds the request Istio's CA API accepts: no subject (the issuer sets the
@@ -141,8 +145,9 @@ func istioCSR(key crypto.Signer, spiffeID string) ([]byte, error) {
 }
 
 // istioChain reads a CreateCertificate answer as istio-agent does: the last certificate
-// is the root (it goes to the trust bundle, not the chain), the others the chain served,
-// leaf first. The leaf must be for key and carry exactly spiffeID.
+// is the root that signed it (it is added to the trust bundle, not served in the chain),
+// the others the chain served, leaf first. The leaf must be for key and carry exactly
+// spiffeID.
 func istioChain(pems [][]byte, key crypto.Signer, spiffeID string) (chain []*x509.Certificate, root *x509.Certificate, err error) {
 	if len(pems) < 2 {
 		return nil, nil, fmt.Errorf("the Istio CA answered %d certificates; want the leaf first and the root last", len(pems))
@@ -172,7 +177,9 @@ type istioBinding struct{ namespace, serviceAccount string }
 // bindIstio records p's service account, or refuses p when another pod of the identity
 // that still exists on this node has another service account: the identity's
 // certificate carries one service account's SPIFFE ID, which must not be handed to a
-// pod of another. Pods whose token file is gone are forgotten. n.mu held.
+// pod of another. Pods whose token file is gone are forgotten. When the identity thereby
+// passes to another service account, its certificate is withdrawn (n.rebound) before p
+// can be granted it. n.mu held.
 func (n *NodeIdentities) bindIstio(p Pod, identity string) error {
 	want := istioBinding{p.Namespace, p.ServiceAccount}
 	if n.podSA == nil {
@@ -196,7 +203,51 @@ func (n *NodeIdentities) bindIstio(p Pod, identity string) error {
 		return err
 	}
 	n.podSA[p.UID] = want
+	if n.bound == nil {
+		n.bound = make(map[string]istioBinding)
+	}
+	prev, had := n.bound[identity]
+	n.bound[identity] = want
+	if had && prev != want && n.rebound != nil {
+		n.rebound(identity)
+	}
 	return nil
+}
+
+// errRebound is the failure of an Istio issuance that finished after its identity
+// passed to another service account.
+var errRebound = errors.New("the identity passed to another service account while its certificate was issued; issuing again")
+
+// whileBound runs fn, which serves a certificate of identity for b, only while identity
+// is bound to b, and holds n.mu meanwhile so that Record cannot pass the identity to
+// another service account (and grant it to a pod of that one) before fn has returned.
+// fn must not call back into n.
+func (n *NodeIdentities) whileBound(identity string, b istioBinding, fn func() error) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if cur, ok := n.bound[identity]; !ok || cur != b {
+		return fmt.Errorf("istio certificate %s for %s/%s: %w", identity, b.namespace, b.serviceAccount, errRebound)
+	}
+	return fn()
+}
+
+// rebindNode withdraws a node identity that passed to another service account (Istio):
+// its certificate names the previous one. The identity is issued again at once for the
+// new one; until then its peers wait, as for a first issuance. Called by Record with
+// m.node.mu held: lock order node, manager, identity, sink.
+func (m *Manager) rebindNode(identity string) {
+	if st := m.state(identity); st != nil {
+		st.mu.Lock()
+		st.cur = nil
+		st.sched = schedule{}
+		for _, r := range st.roles {
+			r.cur, r.keyOf = nil, nil
+		}
+		st.mu.Unlock()
+		st.poke()
+	}
+	m.sink.RemoveIdentity(identity)
+	m.log.Warn("node identity passed to another service account; its certificate is withdrawn and issued again", "identity", identity)
 }
 
 // serviceAccountOf returns the service account recorded for a pod in Istio mode.

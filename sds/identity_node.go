@@ -52,6 +52,10 @@ type NodeIdentities struct {
 	mu    sync.Mutex
 	pods  map[string][]string     // identity → pod UIDs, most recently seen last
 	podSA map[string]istioBinding // pod UID → its service account, with Istio
+	bound map[string]istioBinding // identity → the service account it is served for, with Istio
+	// rebound, set by NewManager, withdraws an identity whose service account changed
+	// (with Istio). Called with mu held, before Record returns.
+	rebound func(identity string)
 }
 
 // maxPodsPerIdentity bounds the pods remembered per identity.
@@ -59,7 +63,10 @@ const maxPodsPerIdentity = 64
 
 // Record notes that pod maps to identity. With Istio, it refuses a pod whose service
 // account differs from the one the identity is already served for on this node; the
-// caller must then not grant the identity. Safe for concurrent use.
+// caller must then not grant the identity. When the pods of that service account are all
+// gone and the identity passes to another, the certificate naming the previous one is
+// withdrawn before Record returns (so before the pod is granted the identity), and the
+// identity is issued again for the new one. Safe for concurrent use.
 func (n *NodeIdentities) Record(p Pod, identity string) error {
 	if p.UID == "" || identity == "" {
 		return nil

@@ -27,11 +27,19 @@ func (c *issuedCred) leaf() *x509.Certificate { return leafOf(c.cred) }
 
 // schedule is the renewal state of one certificate.
 type schedule struct {
-	renewAt  time.Time // when to renew a held certificate
-	retryAt  time.Time // not before this, after a failure
-	failures int       // consecutive failures
+	renewAt time.Time // when to renew a held certificate
+	retryAt time.Time // not before this, after a failure
+	// gapUntil is not before this, after a success: RetryMin after the last issuance, so
+	// that a certificate whose renewal point or expiry is already past on receipt is not
+	// re-issued in a tight loop.
+	gapUntil time.Time
+	failures int // consecutive failures
 	lastErr  string
 }
+
+// earliest is when another attempt may start: after the backoff of a failure and the
+// gap after a success.
+func (s *schedule) earliest() time.Time { return later(s.retryAt, s.gapUntil) }
 
 // roleState is one role certificate of an identity.
 type roleState struct {
@@ -43,10 +51,12 @@ type roleState struct {
 }
 
 // identityState is one identity: its spec, current certificate and schedule. mu guards
-// every field but spec and name, which never change.
+// every field but spec, name and wake, which never change.
 type identityState struct {
 	spec IdentitySpec
 	name string
+	// wake makes keep run a step at once (after the schedule was reset). Room for one.
+	wake chan struct{}
 
 	mu    sync.Mutex
 	cur   *issuedCred
@@ -55,11 +65,19 @@ type identityState struct {
 }
 
 func newIdentityState(spec IdentitySpec) *identityState {
-	st := &identityState{spec: spec, name: spec.Name()}
+	st := &identityState{spec: spec, name: spec.Name(), wake: make(chan struct{}, 1)}
 	for _, r := range spec.Roles {
 		st.roles = append(st.roles, &roleState{spec: r})
 	}
 	return st
+}
+
+// poke makes keep run a step at once; it never blocks.
+func (st *identityState) poke() {
+	select {
+	case st.wake <- struct{}{}:
+	default:
+	}
 }
 
 func (st *identityState) current() *issuedCred {
@@ -82,7 +100,9 @@ func (m *Manager) keep(ctx context.Context, st *identityState) {
 			stop()
 			return
 		case <-ch:
+		case <-st.wake:
 		}
+		stop()
 	}
 }
 
@@ -92,7 +112,7 @@ func (m *Manager) step(ctx context.Context, st *identityState) time.Time {
 	now := m.clock.Now()
 	m.expire(st, now)
 	st.mu.Lock()
-	due := !now.Before(st.sched.retryAt) && (st.cur == nil || !now.Before(st.sched.renewAt))
+	due := !now.Before(st.sched.earliest()) && (st.cur == nil || !now.Before(st.sched.renewAt))
 	st.mu.Unlock()
 	if due {
 		err := m.obtain(ctx, st)
@@ -133,11 +153,16 @@ func (m *Manager) backoff(n int) time.Duration {
 	return d/2 + time.Duration(m.jitter()*float64(d/2))
 }
 
-// renewPoint is a jittered point between RenewAfter and RenewBefore of cert's life.
-func (m *Manager) renewPoint(cert *x509.Certificate) time.Time {
-	life := cert.NotAfter.Sub(cert.NotBefore)
+// renewPoint is a jittered point between RenewAfter and RenewBefore of cert's life as
+// seen from received: of NotBefore to NotAfter, or of received to NotAfter when received
+// is later. CAs backdate NotBefore (the issuer by 5 minutes), so for a short lifetime a
+// point measured from NotBefore alone can be past when the certificate arrives. A zero
+// received measures from NotBefore (a certificate loaded, not just issued).
+func (m *Manager) renewPoint(cert *x509.Certificate, received time.Time) time.Time {
+	start := later(cert.NotBefore, received)
+	life := cert.NotAfter.Sub(start)
 	f := m.cfg.RenewAfter + m.jitter()*(m.cfg.RenewBefore-m.cfg.RenewAfter)
-	return cert.NotBefore.Add(time.Duration(f * float64(life)))
+	return start.Add(time.Duration(f * float64(life)))
 }
 
 // nextWake is the earliest of: the identity's renewal or retry, its expiry, and the same
@@ -146,16 +171,16 @@ func (m *Manager) nextWake(st *identityState) time.Time {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	if st.cur == nil {
-		return st.sched.retryAt
+		return st.sched.earliest()
 	}
 	next := st.cur.leaf().NotAfter
-	if t := later(st.sched.renewAt, st.sched.retryAt); t.Before(next) {
+	if t := later(st.sched.renewAt, st.sched.earliest()); t.Before(next) {
 		next = t
 	}
 	for _, r := range st.roles {
-		t := r.sched.retryAt
+		t := r.sched.earliest()
 		if r.cur != nil && r.keyOf == st.cur.cred.Key {
-			t = later(r.sched.renewAt, r.sched.retryAt)
+			t = later(r.sched.renewAt, t)
 			if r.expiry.Before(t) {
 				t = r.expiry
 			}
@@ -315,18 +340,25 @@ func (m *Manager) install(st *identityState, issued *IssuedIdentity, key crypto.
 }
 
 // commit makes a checked credential current: cache, bundle (when roots are given),
-// schedule, files.
+// schedule, files. The roots of a ZTS answer replace the bundle's; those of an Istio CA
+// answer (its signing root only) are added to it (mergeRoots).
 func (m *Manager) commit(st *identityState, ic *issuedCred, roots []*x509.Certificate, how string) error {
 	leaf := ic.leaf()
 	if err := m.sink.SetIdentity(st.name, ic.cred); err != nil {
 		return fmt.Errorf("%s %s: %w", how, st.name, err)
 	}
-	if len(roots) > 0 {
+	switch {
+	case len(roots) == 0:
+	case st.spec.istio != nil:
+		roots = m.mergeRoots(roots)
+	default:
 		m.setRoots(roots)
 	}
+	now := m.clock.Now()
 	st.mu.Lock()
 	st.cur = ic
-	st.sched.renewAt = m.renewPoint(leaf)
+	st.sched.renewAt = m.renewPoint(leaf, now)
+	st.sched.gapUntil = now.Add(m.cfg.RetryMin)
 	renewAt := st.sched.renewAt
 	st.mu.Unlock()
 	m.writeIdentityFiles(st, ic.cred, roots)
@@ -342,7 +374,7 @@ func (m *Manager) stepRoles(ctx context.Context, st *identityState) {
 		now := m.clock.Now()
 		st.mu.Lock()
 		cur := st.cur
-		due := cur != nil && !now.Before(r.sched.retryAt) &&
+		due := cur != nil && !now.Before(r.sched.earliest()) &&
 			(r.cur == nil || r.keyOf != cur.cred.Key || !now.Before(r.sched.renewAt))
 		st.mu.Unlock()
 		if !due {
@@ -381,9 +413,11 @@ func (m *Manager) obtainRole(ctx context.Context, st *identityState, r *roleStat
 	if err := m.sink.SetRoleCert(st.name, r.spec.Domain, r.spec.Role, cred); err != nil {
 		return err
 	}
+	now := m.clock.Now()
 	st.mu.Lock()
 	r.cur, r.keyOf, r.expiry = cred, cur.cred.Key, certs[0].NotAfter
-	r.sched.renewAt = m.renewPoint(certs[0])
+	r.sched.renewAt = m.renewPoint(certs[0], now)
+	r.sched.gapUntil = now.Add(m.cfg.RetryMin)
 	st.mu.Unlock()
 	if m.files != nil {
 		if err := m.files.WriteRoleCert(r.spec.Domain, r.spec.Role, cred); err != nil {
@@ -452,7 +486,7 @@ func (m *Manager) reuseFiles(st *identityState) error {
 	inter := slices.Clone(cred.Chain[1:])
 	st.mu.Lock()
 	st.cur = &issuedCred{cred: cred, provider: provider, instanceID: instanceID, namespace: spiffeNamespaceOf(leaf), intermediates: inter}
-	st.sched.renewAt = m.renewPoint(leaf)
+	st.sched.renewAt = m.renewPoint(leaf, time.Time{})
 	st.mu.Unlock()
 	m.log.Info("certificate loaded from files", "identity", st.name, "not_after", leaf.NotAfter, "instance", instanceID)
 	return nil
@@ -468,6 +502,40 @@ func (m *Manager) setRoots(roots []*x509.Certificate) {
 		return
 	}
 	m.bundle = b
+}
+
+// mergeRoots adds to the trust bundle the roots it lacks and returns the bundle's roots.
+// An Istio CA answer names only the root that signed it (the last certificate), so during
+// a root rotation answers name one root or the other: replacing the bundle with it would
+// drop the root the other peers' certificates still chain to. A root leaves the bundle
+// only through setRoots (ZTS answers, the CA file) or when it expires.
+func (m *Manager) mergeRoots(add []*x509.Certificate) []*x509.Certificate {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	now := m.clock.Now()
+	var roots []*x509.Certificate
+	if m.bundle != nil {
+		for _, r := range m.bundle.Roots {
+			if now.Before(r.NotAfter) || slices.ContainsFunc(add, r.Equal) {
+				roots = append(roots, r)
+			}
+		}
+	}
+	for _, r := range add {
+		if !slices.ContainsFunc(roots, r.Equal) {
+			roots = append(roots, r)
+		}
+	}
+	if m.bundle != nil && slices.EqualFunc(roots, m.bundle.Roots, (*x509.Certificate).Equal) {
+		return roots
+	}
+	b := &Bundle{Roots: roots, TrustDomains: m.trustDomainsLocked()}
+	if err := m.sink.SetBundle(b); err != nil {
+		m.log.Error("trust bundle refused", "error", err)
+		return roots
+	}
+	m.bundle = b
+	return roots
 }
 
 // refreshTrustDomains re-sets the bundle when the set of trust domains changed (node

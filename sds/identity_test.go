@@ -121,10 +121,10 @@ func TestBackoffAndRenewPoint(t *testing.T) {
 	}
 	start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	cert := &x509.Certificate{NotBefore: start, NotAfter: start.Add(24 * time.Hour)}
-	if got := testManager(t, ManagerConfig{}, 0).renewPoint(cert); !got.Equal(start.Add(12 * time.Hour)) {
+	if got := testManager(t, ManagerConfig{}, 0).renewPoint(cert, time.Time{}); !got.Equal(start.Add(12 * time.Hour)) {
 		t.Errorf("renew point with r=0: %s", got)
 	}
-	if got := testManager(t, ManagerConfig{}, 0.5).renewPoint(cert); !got.Equal(start.Add(15 * time.Hour)) {
+	if got := testManager(t, ManagerConfig{}, 0.5).renewPoint(cert, time.Time{}); !got.Equal(start.Add(15 * time.Hour)) {
 		t.Errorf("renew point with r=0.5: %s", got)
 	}
 }
