@@ -65,30 +65,7 @@ func TestAgentConfigProblems(t *testing.T) {
 		{"duplicate identity", ok + id + "  - domain: sports\n    service: API\n    provider: p.q\n    attestation: {kind: k8s}\n", []string{"configured twice"}},
 		{"unknown attestation", ok + "identities:\n  - {domain: sports, service: api, provider: p.q, attestation: {}}\n", []string{"kind is required"}},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
-			cfg, err := DecodeAgentConfig(strings.NewReader(tc.yaml))
-			if err == nil {
-				err = cfg.Validate()
-			}
-			if tc.want == nil {
-				if err != nil {
-					t.Fatalf("unexpected: %v", err)
-				}
-				return
-			}
-			ce, ok := err.(*AgentConfigError)
-			if !ok {
-				t.Fatalf("error %v, want *AgentConfigError", err)
-			}
-			if len(ce.Problems) != len(tc.want) {
-				t.Fatalf("problems:\n%s\nwant %d matching %q", strings.Join(ce.Problems, "\n"), len(tc.want), tc.want)
-			}
-			for i, w := range tc.want {
-				if !strings.Contains(ce.Problems[i], w) {
-					t.Errorf("problem %d = %q, want %q", i, ce.Problems[i], w)
-				}
-			}
-		})
+		t.Run(tc.name, func(t *testing.T) { checkAgentConfigProblems(t, tc.yaml, tc.want) })
 	}
 }
 
@@ -116,30 +93,7 @@ func TestAgentConfigIstioCA(t *testing.T) {
 			[]string{"identities[0].roles: role certificates are not available with node.istio_ca"}},
 		{"token api still refused", node + ca + "token_api: {listen: 127.0.0.1:4080}\n", []string{"not available in node mode"}},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
-			cfg, err := DecodeAgentConfig(strings.NewReader(tc.yaml))
-			if err == nil {
-				err = cfg.Validate()
-			}
-			if tc.want == nil {
-				if err != nil {
-					t.Fatalf("unexpected: %v", err)
-				}
-				return
-			}
-			ce, ok := err.(*AgentConfigError)
-			if !ok {
-				t.Fatalf("error %v, want *AgentConfigError", err)
-			}
-			if len(ce.Problems) != len(tc.want) {
-				t.Fatalf("problems:\n%s\nwant %d matching %q", strings.Join(ce.Problems, "\n"), len(tc.want), tc.want)
-			}
-			for i, w := range tc.want {
-				if !strings.Contains(ce.Problems[i], w) {
-					t.Errorf("problem %d = %q, want %q", i, ce.Problems[i], w)
-				}
-			}
-		})
+		t.Run(tc.name, func(t *testing.T) { checkAgentConfigProblems(t, tc.yaml, tc.want) })
 	}
 }
 
@@ -205,6 +159,34 @@ func TestAgentConfigDocumented(t *testing.T) {
 		if !strings.Contains(string(doc), "`"+path+"`") && !strings.Contains(string(doc), "`"+last+"`") &&
 			!strings.Contains(string(doc), "."+last+"`") && !strings.Contains(string(doc), "`"+last+".") {
 			t.Errorf("%s is not documented in docs/agent.md", path)
+		}
+	}
+}
+
+// checkAgentConfigProblems decodes and validates yaml: no error when want is nil, else an
+// *AgentConfigError whose problems contain want's substrings, one each, in order.
+func checkAgentConfigProblems(t *testing.T, yaml string, want []string) {
+	t.Helper()
+	cfg, err := DecodeAgentConfig(strings.NewReader(yaml))
+	if err == nil {
+		err = cfg.Validate()
+	}
+	if want == nil {
+		if err != nil {
+			t.Fatalf("unexpected: %v", err)
+		}
+		return
+	}
+	ce, ok := err.(*AgentConfigError)
+	if !ok {
+		t.Fatalf("error %v, want *AgentConfigError", err)
+	}
+	if len(ce.Problems) != len(want) {
+		t.Fatalf("problems:\n%s\nwant %d matching %q", strings.Join(ce.Problems, "\n"), len(want), want)
+	}
+	for i, w := range want {
+		if !strings.Contains(ce.Problems[i], w) {
+			t.Errorf("problem %d = %q, want %q", i, ce.Problems[i], w)
 		}
 	}
 }
