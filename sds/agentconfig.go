@@ -242,10 +242,37 @@ type AgentFilesConfig struct {
 	CertMode FileMode `yaml:"cert_mode"`
 }
 
-// AgentTokenAPIConfig configures the token HTTP API.
+// AgentTokenAPIConfig configures the token HTTP API (docs/agent-tokens.md); the tuning
+// fields are TokenAPIConfig's, zero meaning its defaults.
 type AgentTokenAPIConfig struct {
 	// Listen is a loopback address such as 127.0.0.1:4080. Empty or "off": not served.
 	Listen string `yaml:"listen"`
+	// RenewBefore is how long before a token's expiry it is fetched again. Zero:
+	// DefaultTokenRenewBefore (5m).
+	RenewBefore time.Duration `yaml:"renew_before"`
+	// AccessTokenLifetime and RoleTokenLifetime are asked for when the application does
+	// not say. Zero: the issuer's defaults.
+	AccessTokenLifetime time.Duration `yaml:"access_token_lifetime"`
+	RoleTokenLifetime   time.Duration `yaml:"role_token_lifetime"`
+	// MaxCachedTokens bounds the token cache. Zero: DefaultMaxCachedTokens (1024).
+	MaxCachedTokens int `yaml:"max_cached_tokens"`
+	// NegativeTTL is how long an issuer's refusal is remembered and repeated. Zero:
+	// DefaultTokenNegativeTTL (10s).
+	NegativeTTL time.Duration `yaml:"negative_ttl"`
+	// NTokenKeyVersion is the key version n-tokens name. Empty: DefaultNTokenKeyVersion
+	// ("0").
+	NTokenKeyVersion string `yaml:"ntoken_key_version"`
+	// NTokenLifetime is an n-token's lifetime. Zero: DefaultNTokenLifetime (1h).
+	NTokenLifetime time.Duration `yaml:"ntoken_lifetime"`
+}
+
+// TokenAPIConfig is the library configuration of the token API for these settings.
+func (c AgentTokenAPIConfig) TokenAPIConfig() TokenAPIConfig {
+	return TokenAPIConfig{
+		Address: c.Listen, RenewBefore: c.RenewBefore, AccessTokenLifetime: c.AccessTokenLifetime,
+		RoleTokenLifetime: c.RoleTokenLifetime, MaxCachedTokens: c.MaxCachedTokens, NegativeTTL: c.NegativeTTL,
+		NTokenKeyVersion: c.NTokenKeyVersion, NTokenLifetime: c.NTokenLifetime,
+	}
 }
 
 // AgentMetricsConfig configures /metrics, /healthz, /readyz and /status.

@@ -75,6 +75,22 @@ func (c *AgentConfig) Validate() error {
 	if c.Mode == ModeNode && c.Files.Dir != "" {
 		p.addf("files.dir: not available in node mode (every pod identity's key would be written there, readable by any pod that mounts the host path); workloads get their credentials over the socket")
 	}
+	t := c.TokenAPI
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{{"renew_before", t.RenewBefore}, {"access_token_lifetime", t.AccessTokenLifetime}, {"role_token_lifetime", t.RoleTokenLifetime},
+		{"negative_ttl", t.NegativeTTL}, {"ntoken_lifetime", t.NTokenLifetime}} {
+		if d.v < 0 {
+			p.addf("token_api.%s %s: must not be negative", d.name, d.v)
+		}
+	}
+	if t.MaxCachedTokens < 0 {
+		p.addf("token_api.max_cached_tokens %d: must not be negative", t.MaxCachedTokens)
+	}
+	if t.NTokenKeyVersion != "" && !athenz.IsSimpleName(t.NTokenKeyVersion) {
+		p.addf("token_api.ntoken_key_version %q: want a key id such as \"0\"", t.NTokenKeyVersion)
+	}
 	if c.Mode == ModeNode && c.TokenAPI.Listen != "" && c.TokenAPI.Listen != ListenOffValue {
 		p.addf("token_api.listen: not available in node mode (any local process could use any pod's identity over TCP)")
 	}

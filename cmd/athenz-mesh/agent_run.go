@@ -174,7 +174,8 @@ func (a *agent) buildTokenAPI(deps agentDeps) error {
 		return nil
 	}
 	names := a.cfg.IdentityNames()
-	tc := sds.TokenAPIConfig{Address: addr, AllowedIdentities: names}
+	tc := a.cfg.TokenAPI.TokenAPIConfig()
+	tc.AllowedIdentities = names
 	if len(names) > 0 {
 		tc.DefaultIdentity = names[0]
 	}
