@@ -434,48 +434,19 @@ func (c CredentialsConfig) OrderOrDefault() []string {
 }
 
 // ConfigError lists every problem found in a configuration.
-type ConfigError struct {
-	// File is the configuration file, when known.
-	File string
-	// Problems are the problems, one sentence each, naming the field.
-	Problems []string
-}
+type ConfigError = yamlconfig.Error
 
-func (e *ConfigError) Error() string {
-	where := "authz config"
-	if e.File != "" {
-		where = e.File
-	}
-	if len(e.Problems) == 1 {
-		return where + ": " + e.Problems[0]
-	}
-	return fmt.Sprintf("%s: %d problems:\n  %s", where, len(e.Problems), strings.Join(e.Problems, "\n  "))
-}
+// configKind names authz's configuration in errors.
+const configKind = "authz"
 
 // LoadConfig reads and strictly decodes the file at path (see DecodeConfig). It does not
 // validate: callers apply flag overrides first, then call Validate.
-func LoadConfig(path string) (Config, error) {
-	var cfg Config
-	problems, err := yamlconfig.Load(path, &cfg)
-	if err != nil {
-		return Config{}, fmt.Errorf("read authz config: %w", err)
-	}
-	if problems != nil {
-		return Config{}, &ConfigError{File: path, Problems: problems}
-	}
-	return cfg, nil
-}
+func LoadConfig(path string) (Config, error) { return yamlconfig.LoadFile[Config](path, configKind) }
 
 // DecodeConfig decodes one YAML document strictly: unknown keys, values of the wrong type
 // and a second document are errors naming their line. An empty document is the zero
 // Config.
-func DecodeConfig(r io.Reader) (Config, error) {
-	var cfg Config
-	if problems := yamlconfig.Decode(r, &cfg); problems != nil {
-		return Config{}, &ConfigError{Problems: problems}
-	}
-	return cfg, nil
-}
+func DecodeConfig(r io.Reader) (Config, error) { return yamlconfig.DecodeReader[Config](r, configKind) }
 
 // Validate checks the whole configuration and reports every problem at once as a
 // *ConfigError. It does not read files or bind addresses: New does.
@@ -489,7 +460,7 @@ func (c *Config) Validate() error {
 	c.Credentials.validate(&p)
 	c.Log.validate(&p)
 	if len(p) > 0 {
-		return &ConfigError{Problems: p}
+		return &ConfigError{Kind: configKind, Problems: p}
 	}
 	return nil
 }

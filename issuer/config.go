@@ -1,9 +1,7 @@
 package issuer
 
 import (
-	"fmt"
 	"io"
-	"strings"
 	"time"
 
 	"github.com/athenz-mesh/athenz-mesh/internal/yamlconfig"
@@ -288,44 +286,15 @@ type BundleConfig struct {
 }
 
 // ConfigError lists every problem found in a configuration, with the file when known.
-type ConfigError struct {
-	File     string
-	Problems []string
-}
-
-// Error lists the problems one per line.
-func (e *ConfigError) Error() string {
-	var b strings.Builder
-	if e.File != "" {
-		b.WriteString(e.File + ": ")
-	}
-	b.WriteString("invalid issuer config:")
-	for _, p := range e.Problems {
-		b.WriteString("\n  " + p)
-	}
-	return b.String()
-}
+type ConfigError = yamlconfig.Error
 
 // LoadConfig reads and strictly decodes path (see DecodeConfig). It does not Validate.
-func LoadConfig(path string) (Config, error) {
-	var cfg Config
-	problems, err := yamlconfig.Load(path, &cfg)
-	if err != nil {
-		return Config{}, fmt.Errorf("read issuer config: %w", err)
-	}
-	if problems != nil {
-		return Config{}, &ConfigError{File: path, Problems: problems}
-	}
-	return cfg, nil
-}
+func LoadConfig(path string) (Config, error) { return yamlconfig.LoadFile[Config](path, configKind) }
 
 // DecodeConfig decodes one YAML document strictly: unknown keys, values of the wrong type
 // and a second document are errors naming their line. An empty document is the zero
 // Config.
-func DecodeConfig(r io.Reader) (Config, error) {
-	var cfg Config
-	if problems := yamlconfig.Decode(r, &cfg); problems != nil {
-		return Config{}, &ConfigError{Problems: problems}
-	}
-	return cfg, nil
-}
+func DecodeConfig(r io.Reader) (Config, error) { return yamlconfig.DecodeReader[Config](r, configKind) }
+
+// configKind names the issuer's configuration in errors.
+const configKind = "issuer"

@@ -10,6 +10,7 @@ import (
 
 	"github.com/athenz-mesh/athenz-mesh/athenz"
 	"github.com/athenz-mesh/athenz-mesh/attestor/k8s"
+	"github.com/athenz-mesh/athenz-mesh/internal/yamlconfig"
 )
 
 // K8sConfig configures a "k8s" provider: Kubernetes projected service account tokens,
@@ -137,18 +138,9 @@ func (c *Config) Validate() error {
 		pc.validate(&p, i, seen)
 	}
 	c.Istio.validate(&p, seen)
-	switch strings.ToLower(c.Log.Level) {
-	case "", "debug", "info", "warn", "warning", "error":
-	default:
-		p.addf("log.level %q: want debug, info, warn or error", c.Log.Level)
-	}
-	switch c.Log.Format {
-	case "", "json", "text":
-	default:
-		p.addf("log.format %q: want json or text", c.Log.Format)
-	}
+	p = append(p, yamlconfig.CheckLog(c.Log.Level, c.Log.Format)...)
 	if len(p) > 0 {
-		return &ConfigError{Problems: p}
+		return &ConfigError{Kind: configKind, Problems: p}
 	}
 	return nil
 }

@@ -304,42 +304,17 @@ func (m *FileMode) UnmarshalYAML(n *yaml.Node) error {
 }
 
 // AgentConfigError is an invalid agent config: every problem found.
-type AgentConfigError struct {
-	File     string
-	Problems []string
-}
+type AgentConfigError = yamlconfig.Error
 
-// Error lists the problems one per line.
-func (e *AgentConfigError) Error() string {
-	var b strings.Builder
-	if e.File != "" {
-		b.WriteString(e.File + ": ")
-	}
-	b.WriteString("invalid agent config:")
-	for _, p := range e.Problems {
-		b.WriteString("\n  " + p)
-	}
-	return b.String()
-}
+// agentConfigKind names the agent's configuration in errors.
+const agentConfigKind = "agent"
 
 // LoadAgentConfig reads and strictly decodes path. It does not Validate.
 func LoadAgentConfig(path string) (AgentConfig, error) {
-	var cfg AgentConfig
-	problems, err := yamlconfig.Load(path, &cfg)
-	if err != nil {
-		return AgentConfig{}, fmt.Errorf("read agent config: %w", err)
-	}
-	if problems != nil {
-		return AgentConfig{}, &AgentConfigError{File: path, Problems: problems}
-	}
-	return cfg, nil
+	return yamlconfig.LoadFile[AgentConfig](path, agentConfigKind)
 }
 
 // DecodeAgentConfig decodes one YAML document strictly.
 func DecodeAgentConfig(r io.Reader) (AgentConfig, error) {
-	var cfg AgentConfig
-	if problems := yamlconfig.Decode(r, &cfg); problems != nil {
-		return AgentConfig{}, &AgentConfigError{Problems: problems}
-	}
-	return cfg, nil
+	return yamlconfig.DecodeReader[AgentConfig](r, agentConfigKind)
 }

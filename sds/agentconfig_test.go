@@ -47,7 +47,7 @@ func TestAgentConfigProblems(t *testing.T) {
 		{"node mode without node", ok + "mode: node\n", []string{"node: required"}},
 		{"node mode token api", ok + "mode: node\nnode: {provider: p.k8s, mapping: {rule: {}}}\ntoken_api: {listen: 127.0.0.1:4080}\n", []string{"not available in node mode"}},
 		{"token api tuning out of range", ok + id + "token_api: {listen: 127.0.0.1:4080, renew_before: -1s, negative_ttl: -2s, max_cached_tokens: -1, ntoken_key_version: \"a b\"}\n",
-			[]string{"token_api.renew_before -1s", "token_api.negative_ttl -2s", "token_api.max_cached_tokens -1", "token_api.ntoken_key_version"}},
+			[]string{"token_api.renew_before: -1s is negative", "token_api.negative_ttl: -2s is negative", "token_api.max_cached_tokens -1", "token_api.ntoken_key_version"}},
 		{"node mode files", ok + "mode: node\nnode: {provider: p.k8s, mapping: {rule: {}}}\nfiles: {dir: /var/lib/sia}\n", []string{"files.dir: not available in node mode"}},
 		{"node token path", ok + "mode: node\nnode: {provider: p.k8s, mapping: {rule: {}}, token_path: /x/token}\n", []string{"{pod_uid}"}},
 		{"world-readable key", ok + id + "files: {dir: /x, key_mode: \"0644\"}\n", []string{"files.key_mode"}},

@@ -76,15 +76,11 @@ func (c *AgentConfig) Validate() error {
 		p.addf("files.dir: not available in node mode (every pod identity's key would be written there, readable by any pod that mounts the host path); workloads get their credentials over the socket")
 	}
 	t := c.TokenAPI
-	for _, d := range []struct {
-		name string
-		v    time.Duration
-	}{{"renew_before", t.RenewBefore}, {"access_token_lifetime", t.AccessTokenLifetime}, {"role_token_lifetime", t.RoleTokenLifetime},
-		{"negative_ttl", t.NegativeTTL}, {"ntoken_lifetime", t.NTokenLifetime}} {
-		if d.v < 0 {
-			p.addf("token_api.%s %s: must not be negative", d.name, d.v)
-		}
-	}
+	p.nonNegative("token_api.renew_before", t.RenewBefore)
+	p.nonNegative("token_api.access_token_lifetime", t.AccessTokenLifetime)
+	p.nonNegative("token_api.role_token_lifetime", t.RoleTokenLifetime)
+	p.nonNegative("token_api.negative_ttl", t.NegativeTTL)
+	p.nonNegative("token_api.ntoken_lifetime", t.NTokenLifetime)
 	if t.MaxCachedTokens < 0 {
 		p.addf("token_api.max_cached_tokens %d: must not be negative", t.MaxCachedTokens)
 	}

@@ -1,6 +1,8 @@
 // Package yamlconfig decodes configuration files strictly: one YAML document, no unknown
 // keys, no values of the wrong type, every problem reported with its line. Each server
-// keeps its own Config type, error type and validation; this package only decodes.
+// keeps its own Config type and validation; they share this package's Error (every
+// problem, named by file and kind), loaders, key listing for doc tests, and the log
+// section's check.
 package yamlconfig
 
 import (
