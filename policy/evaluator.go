@@ -25,7 +25,7 @@ type domainIndex struct {
 	// Direct memberships, pointer-free so that a million members cost the garbage
 	// collector almost nothing to scan: principals maps a principal to a span of grants
 	// (start<<32 | count), and each grant names its role by index into roleNames.
-	principals map[string]uint64
+	principals *nameTable
 	grants     []grant
 	roleIDs    map[string]int32
 	roleNames  []string
@@ -44,7 +44,7 @@ type grant struct {
 
 // memberships returns the principal's direct memberships.
 func (di *domainIndex) memberships(principal string) []grant {
-	span, ok := di.principals[principal]
+	span, ok := di.principals.get(principal)
 	if !ok {
 		return nil
 	}
@@ -55,7 +55,7 @@ func (di *domainIndex) memberships(principal string) []grant {
 // indexMembers builds the pointer-free membership index from the snapshot's map form.
 func (di *domainIndex) indexMembers(members map[string]map[string]int64) {
 	di.roleIDs = make(map[string]int32)
-	di.principals = make(map[string]uint64, len(members))
+	di.principals = newNameTable(len(members))
 	total := 0
 	for _, roles := range members {
 		total += len(roles)
@@ -74,7 +74,7 @@ func (di *domainIndex) indexMembers(members map[string]map[string]int64) {
 		}
 		span := di.grants[start:]
 		slices.SortFunc(span, func(a, b grant) int { return int(a.role) - int(b.role) })
-		di.principals[p] = uint64(start)<<32 | uint64(len(di.grants)-start)
+		di.principals.set(p, uint64(start)<<32|uint64(len(di.grants)-start))
 	}
 }
 
