@@ -102,7 +102,7 @@ func (c *AgentConfig) Validate() error {
 		p.addf("log.format %q: want json or text", c.Log.Format)
 	}
 	if len(p) > 0 {
-		return &AgentConfigError{Problems: p}
+		return &AgentConfigError{Kind: agentConfigKind, Problems: p}
 	}
 	return nil
 }

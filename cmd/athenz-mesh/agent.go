@@ -91,29 +91,14 @@ the agent could not start (invalid config, socket or address in use) or failed.`
 
 // loadAgentConfig reads the config file and applies the flags that were given.
 func loadAgentConfig(cmd *cobra.Command, f agentFlags) (sds.AgentConfig, error) {
-	if f.config == "" {
-		return sds.AgentConfig{}, usageErrorf("--config is required: the agent config file")
-	}
-	cfg, err := sds.LoadAgentConfig(f.config)
-	if err != nil {
-		return sds.AgentConfig{}, failed(err)
-	}
-	override := func(flag string, dst *string, v string) {
-		if cmd != nil && cmd.Flags().Changed(flag) {
-			*dst = v
+	return loadConfigFile(cmd, "agent", f.config, sds.LoadAgentConfig, func(c *sds.AgentConfig) []flagOverride {
+		return []flagOverride{
+			{"socket", &c.SDS.Socket, f.socket},
+			{"metrics-addr", &c.Metrics.Listen, f.metricsAddr},
+			{"token-api-addr", &c.TokenAPI.Listen, f.tokenAPIAddr},
+			{"files-dir", &c.Files.Dir, f.filesDir},
 		}
-	}
-	override("socket", &cfg.SDS.Socket, f.socket)
-	override("metrics-addr", &cfg.Metrics.Listen, f.metricsAddr)
-	override("token-api-addr", &cfg.TokenAPI.Listen, f.tokenAPIAddr)
-	override("files-dir", &cfg.Files.Dir, f.filesDir)
-	if err := cfg.Validate(); err != nil {
-		if ce, ok := err.(*sds.AgentConfigError); ok {
-			ce.File = f.config
-		}
-		return sds.AgentConfig{}, failed(err)
-	}
-	return cfg, nil
+	}, (*sds.AgentConfig).Validate)
 }
 
 // runAgent serves until ctx is done.

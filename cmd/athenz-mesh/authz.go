@@ -78,29 +78,14 @@ func noArgs(cmd *cobra.Command, args []string) error {
 
 // loadAuthzConfig reads the config file and applies the flags that were given.
 func loadAuthzConfig(cmd *cobra.Command, f authzFlags) (authz.Config, error) {
-	if f.config == "" {
-		return authz.Config{}, usageErrorf("--config is required: the authz config file")
-	}
-	cfg, err := authz.LoadConfig(f.config)
-	if err != nil {
-		return authz.Config{}, failed(err)
-	}
-	override := func(flag string, dst *string, v string) {
-		if cmd != nil && cmd.Flags().Changed(flag) {
-			*dst = v
+	return loadConfigFile(cmd, "authz", f.config, authz.LoadConfig, func(c *authz.Config) []flagOverride {
+		return []flagOverride{
+			{"grpc-addr", &c.Listen.GRPC, f.grpcAddr},
+			{"grpc-socket", &c.Listen.GRPCSocket, f.grpcSocket},
+			{"http-addr", &c.Listen.HTTP, f.httpAddr},
+			{"metrics-addr", &c.Listen.Metrics, f.metricsAddr},
 		}
-	}
-	override("grpc-addr", &cfg.Listen.GRPC, f.grpcAddr)
-	override("grpc-socket", &cfg.Listen.GRPCSocket, f.grpcSocket)
-	override("http-addr", &cfg.Listen.HTTP, f.httpAddr)
-	override("metrics-addr", &cfg.Listen.Metrics, f.metricsAddr)
-	if err := cfg.Validate(); err != nil {
-		if ce, ok := err.(*authz.ConfigError); ok {
-			ce.File = f.config
-		}
-		return authz.Config{}, failed(err)
-	}
-	return cfg, nil
+	}, (*authz.Config).Validate)
 }
 
 // runAuthz serves until ctx is done.

@@ -76,26 +76,12 @@ server could not start or failed.`,
 
 // loadIssuerConfig reads the config file and applies the flags that were given.
 func loadIssuerConfig(cmd *cobra.Command, f issuerFlags) (issuer.Config, error) {
-	if f.config == "" {
-		return issuer.Config{}, usageErrorf("--config is required: the issuer config file")
-	}
-	cfg, err := issuer.LoadConfig(f.config)
-	if err != nil {
-		return issuer.Config{}, failed(err)
-	}
-	if cmd != nil && cmd.Flags().Changed("listen") {
-		cfg.Listen.Address = f.listen
-	}
-	if cmd != nil && cmd.Flags().Changed("metrics-addr") {
-		cfg.Listen.Metrics = f.metricsAddr
-	}
-	if err := cfg.Validate(); err != nil {
-		if ce, ok := err.(*issuer.ConfigError); ok {
-			ce.File = f.config
+	return loadConfigFile(cmd, "issuer", f.config, issuer.LoadConfig, func(c *issuer.Config) []flagOverride {
+		return []flagOverride{
+			{"listen", &c.Listen.Address, f.listen},
+			{"metrics-addr", &c.Listen.Metrics, f.metricsAddr},
 		}
-		return issuer.Config{}, failed(err)
-	}
-	return cfg, nil
+	}, (*issuer.Config).Validate)
 }
 
 // runIssuer serves until ctx is done.

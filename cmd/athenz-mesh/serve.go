@@ -2,14 +2,17 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/spf13/cobra"
 
 	"github.com/athenz-mesh/athenz-mesh/authz"
+	"github.com/athenz-mesh/athenz-mesh/internal/yamlconfig"
 )
 
 // server is a long-running part a subcommand serves: Run until ctx is done, then Close.
@@ -61,4 +64,40 @@ func serve(ctx context.Context, stdout, stderr io.Writer, s serveSpec) error {
 		return failed(fmt.Errorf("%s: %w", s.name, err))
 	}
 	return nil
+}
+
+// flagOverride replaces a config field with a flag's value when the flag was given.
+type flagOverride struct {
+	flag  string
+	dst   *string
+	value string
+}
+
+// loadConfigFile is what every server subcommand does with --config: require it, load
+// it strictly, apply the flags that were given (overrides names them, pointing into the
+// loaded config), and validate, naming the file in every problem. Errors are usage errors
+// (no --config) or failures (exit status 2).
+func loadConfigFile[T any](cmd *cobra.Command, kind, path string, load func(string) (T, error),
+	overrides func(*T) []flagOverride, validate func(*T) error) (T, error) {
+	var zero T
+	if path == "" {
+		return zero, usageErrorf("--config is required: the %s config file", kind)
+	}
+	cfg, err := load(path)
+	if err != nil {
+		return zero, failed(err)
+	}
+	for _, o := range overrides(&cfg) {
+		if cmd != nil && cmd.Flags().Changed(o.flag) {
+			*o.dst = o.value
+		}
+	}
+	if err := validate(&cfg); err != nil {
+		var ce *yamlconfig.Error
+		if errors.As(err, &ce) {
+			ce.File = path
+		}
+		return zero, failed(err)
+	}
+	return cfg, nil
 }

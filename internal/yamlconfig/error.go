@@ -24,7 +24,11 @@ func (e *Error) Error() string {
 	if e.File != "" {
 		b.WriteString(e.File + ": ")
 	}
-	fmt.Fprintf(&b, "invalid %s config", e.Kind)
+	if e.Kind != "" {
+		b.WriteString("invalid " + e.Kind + " config")
+	} else {
+		b.WriteString("invalid config")
+	}
 	if len(e.Problems) == 1 {
 		return b.String() + ": " + e.Problems[0]
 	}
