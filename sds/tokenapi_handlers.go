@@ -148,16 +148,26 @@ func (t *TokenAPI) token(w http.ResponseWriter, r *http.Request, ep string, kind
 	return e, true
 }
 
-func (t *TokenAPI) serveNToken(w http.ResponseWriter, r *http.Request) {
+// identityOnly reads a query whose only parameter is the optional identity and
+// resolves the identity the caller gets, answering the error itself when it fails.
+func (t *TokenAPI) identityOnly(w http.ResponseWriter, r *http.Request, ep string) (string, bool) {
 	p, perr := parseTapiQuery(r.URL.RawQuery, tapiParamSet{})
 	if perr == nil {
 		p.identity, perr = t.identityFor(r, p.identity)
 	}
 	if perr != nil {
-		t.writeError(w, tapiEPNToken, perr)
+		t.writeError(w, ep, perr)
+		return "", false
+	}
+	return p.identity, true
+}
+
+func (t *TokenAPI) serveNToken(w http.ResponseWriter, r *http.Request) {
+	id, ok := t.identityOnly(w, r, tapiEPNToken)
+	if !ok {
 		return
 	}
-	k := tapiKey{identity: p.identity, kind: tapiNToken, lifetime: t.cfg.NTokenLifetime}
+	k := tapiKey{identity: id, kind: tapiNToken, lifetime: t.cfg.NTokenLifetime}
 	e, _, err := t.tokens.get(r.Context(), k)
 	if err != nil {
 		t.writeError(w, tapiEPNToken, tapiFetchError(err, t.cfg.FetchTimeout))
@@ -169,17 +179,13 @@ func (t *TokenAPI) serveNToken(w http.ResponseWriter, r *http.Request) {
 // serveSvcCert answers with the identity's chain and the trust bundle. The private key is
 // never part of the answer: applications that need it read the SIA files or use SDS.
 func (t *TokenAPI) serveSvcCert(w http.ResponseWriter, r *http.Request) {
-	p, perr := parseTapiQuery(r.URL.RawQuery, tapiParamSet{})
-	if perr == nil {
-		p.identity, perr = t.identityFor(r, p.identity)
-	}
-	if perr != nil {
-		t.writeError(w, tapiEPSvcCert, perr)
+	id, ok := t.identityOnly(w, r, tapiEPSvcCert)
+	if !ok {
 		return
 	}
-	cur, ok := t.cache.Identity(p.identity)
+	cur, ok := t.cache.Identity(id)
 	if !ok {
-		t.writeError(w, tapiEPSvcCert, tapiNotReady(p.identity))
+		t.writeError(w, tapiEPSvcCert, tapiNotReady(id))
 		return
 	}
 	b, ok := t.cache.Bundle()
