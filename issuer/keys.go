@@ -15,6 +15,7 @@ import (
 	"strings"
 
 	"github.com/athenz-mesh/athenz-mesh/athenz"
+	"github.com/athenz-mesh/athenz-mesh/internal/atomicfile"
 )
 
 // signingKey is one of the issuer's signing keys with everything published about it,
@@ -122,12 +123,8 @@ func writePublicKey(path string, pub crypto.PublicKey) error {
 	if old, err := os.ReadFile(path); err == nil && string(old) == string(data) {
 		return nil
 	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, data, 0o644); err != nil {
-		return fmt.Errorf("write public key: %w", err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("write public key: %w", err)
+	if err := atomicfile.Write(path, data, 0o644); err != nil {
+		return fmt.Errorf("public key: %w", err)
 	}
 	return nil
 }

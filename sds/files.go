@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 
 	"github.com/athenz-mesh/athenz-mesh/athenz"
+	"github.com/athenz-mesh/athenz-mesh/internal/atomicfile"
 )
 
 // Default file modes of the SIA file layout.
@@ -193,40 +194,8 @@ func encodeKeyPEM(cred *Credential) ([]byte, error) {
 	return pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), nil
 }
 
-// writeAtomic replaces path with data: a temporary file in the same directory, created
-// with mode 0600 and set to mode before any byte is written (so a key is never readable
-// by others, whatever the umask), synced, renamed over path, then the directory synced so
-// the rename survives a crash.
-func writeAtomic(path string, data []byte, mode fs.FileMode) (err error) {
-	dir, base := filepath.Split(path)
-	tmp, err := os.CreateTemp(dir, "."+base+".tmp-*")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	defer func() {
-		if err != nil {
-			tmp.Close()
-			os.Remove(tmp.Name())
-		}
-	}()
-	if err = tmp.Chmod(mode); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if _, err = tmp.Write(data); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err = tmp.Sync(); err != nil {
-		return fmt.Errorf("write %s: sync: %w", path, err)
-	}
-	if err = tmp.Close(); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err = os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if d, derr := os.Open(dir); derr == nil {
-		_ = d.Sync()
-		d.Close()
-	}
-	return nil
+// writeAtomic replaces path with data (internal/atomicfile: mode set before any byte is
+// written, synced, renamed, directory synced).
+func writeAtomic(path string, data []byte, mode fs.FileMode) error {
+	return atomicfile.Write(path, data, mode)
 }

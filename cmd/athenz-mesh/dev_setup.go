@@ -22,6 +22,7 @@ import (
 
 	"github.com/athenz-mesh/athenz-mesh/athenz"
 	"github.com/athenz-mesh/athenz-mesh/examples/quickstart"
+	"github.com/athenz-mesh/athenz-mesh/internal/atomicfile"
 )
 
 // devPorts are the loopback ports dev mode listens on.
@@ -453,23 +454,7 @@ func writeAthenzConf(path, ztsBase string, ztsKeyID string, ztsKey crypto.Public
 	return writeFileAtomic(path, append(data, '\n'), 0o644)
 }
 
-// writeFileAtomic writes data to path through a temporary file in the same directory.
+// writeFileAtomic replaces path with data (internal/atomicfile).
 func writeFileAtomic(path string, data []byte, mode fs.FileMode) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+"-")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(f.Name())
-	if err := f.Chmod(mode); err != nil {
-		f.Close()
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(f.Name(), path)
+	return atomicfile.Write(path, data, mode)
 }

@@ -2,14 +2,13 @@ package main
 
 import (
 	"crypto"
-	"errors"
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 
 	"github.com/spf13/cobra"
 
+	"github.com/athenz-mesh/athenz-mesh/internal/atomicfile"
 	"github.com/athenz-mesh/athenz-mesh/policy"
 )
 
@@ -96,28 +95,18 @@ func runCompile(stderr io.Writer, src *domainSource, f compileFlags, dir string)
 
 // writeBundleFile writes the bundle to a temporary file beside path and renames it into
 // place, so that a reader never sees a partial bundle. It returns the size in bytes.
-func writeBundleFile(path string, c *policy.Compiled, opts policy.BundleOptions) (n int64, err error) {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
+func writeBundleFile(path string, c *policy.Compiled, opts policy.BundleOptions) (int64, error) {
+	var n int64
+	err := atomicfile.WriteFunc(path, 0o644, func(w io.Writer) error {
+		cw := &countingWriter{w: w}
+		err := policy.WriteBundle(cw, c, opts)
+		n = cw.n
+		return err
+	})
 	if err != nil {
-		return 0, fmt.Errorf("write bundle: %w", err)
+		return 0, fmt.Errorf("bundle: %w", err)
 	}
-	defer func() {
-		if err != nil {
-			tmp.Close()
-			os.Remove(tmp.Name())
-		}
-	}()
-	cw := &countingWriter{w: tmp}
-	if err := policy.WriteBundle(cw, c, opts); err != nil {
-		return 0, fmt.Errorf("write bundle %s: %w", path, err)
-	}
-	if err := errors.Join(tmp.Chmod(0o644), tmp.Close()); err != nil {
-		return 0, fmt.Errorf("write bundle %s: %w", path, err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return 0, fmt.Errorf("write bundle: %w", err)
-	}
-	return cw.n, nil
+	return n, nil
 }
 
 type countingWriter struct {

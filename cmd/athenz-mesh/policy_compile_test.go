@@ -132,7 +132,7 @@ func TestPolicyCompileErrors(t *testing.T) {
 			filepath.Join(badDomains, "b.yaml") + ":2:11: ",
 		}},
 		{"missing directory", []string{"--out", out, filepath.Join(dir, "nope")}, []string{"athenz-mesh: load domains from "}},
-		{"unwritable output", []string{"--out", filepath.Join(dir, "nope", "b.tar.gz"), quickstartDomains}, []string{"athenz-mesh: write bundle: "}},
+		{"unwritable output", []string{"--out", filepath.Join(dir, "nope", "b.tar.gz"), quickstartDomains}, []string{"athenz-mesh: bundle: write " + filepath.Join(dir, "nope", "b.tar.gz") + ": "}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -7,6 +7,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/athenz-mesh/athenz-mesh/internal/atomicfile"
 )
 
 // The files of a CA directory (Init, Rotate, DirConfig). Keys are written with mode 0600,
@@ -113,32 +115,9 @@ func (w *newFiles) rollback() {
 	w.created = nil
 }
 
-// replaceFile atomically replaces a public file (the roots bundle) by writing a
-// temporary file in the same directory and renaming it over path.
+// replaceFile atomically replaces a public file (the roots bundle).
 func replaceFile(path string, data []byte, perm fs.FileMode) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	tmp := f.Name()
-	err = f.Chmod(perm)
-	if _, werr := f.Write(data); err == nil {
-		err = werr
-	}
-	if serr := f.Sync(); err == nil {
-		err = serr
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		_ = os.Remove(tmp)
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return nil
+	return atomicfile.Write(path, data, perm)
 }
 
 // moveNoClobber renames from to to, failing if to exists. A hard link is made first
