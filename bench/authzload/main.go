@@ -115,6 +115,11 @@ func run(o options) error {
 	if err != nil {
 		return err
 	}
+	if objects, heap, err := policytest.EvaluatorHeap(filepath.Join(o.dir, "bundle.tar.gz")); err == nil {
+		fmt.Printf("evaluator as authz holds it: live heap %.0f MiB in %d objects (each a cost to every GC cycle)\n", heap, objects)
+	} else {
+		return err
+	}
 	compiled = nil
 	runtime.GC()
 	fmt.Printf("requests: %d distinct, %.0f%% expected to be allowed, peer certificates %v\n", len(reqs), 100*allowShare, o.certs)

@@ -16,6 +16,8 @@ import (
 	"path/filepath"
 	"syscall"
 	"time"
+
+	"github.com/athenz-mesh/athenz-mesh/policy/policytest"
 )
 
 func main() {
@@ -85,6 +87,11 @@ func run(domains, roles, members, assertions int, bin, dir string, seed uint64) 
 	fmt.Printf("compile: wall %s, user %s, sys %s, peak RSS %.0f MiB, bundle %.1f MiB\n",
 		wall.Round(time.Millisecond), time.Duration(ru.Utime.Nano()).Round(time.Millisecond),
 		time.Duration(ru.Stime.Nano()).Round(time.Millisecond), float64(ru.Maxrss)/1024, float64(st.Size())/(1<<20))
+	objects, heap, err := policytest.EvaluatorHeap(out)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("evaluator as authz holds it (bundle read, indexed, decoded members released): live heap %.0f MiB in %d objects\n", heap, objects)
 	return nil
 }
 
